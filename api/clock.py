@@ -1,0 +1,7 @@
+"""Unix seconds, the only time format of the OpenAI API."""
+
+import time
+
+
+def now() -> int:
+    return int(time.time())

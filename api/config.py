@@ -1,0 +1,86 @@
+"""Settings: every knob is an environment variable, read once per process."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNERY_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".tunery"),
+        description="Where the embedded database, uploaded files, artifacts, base models and the "
+        "filesystem broker live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: SQLite at DATA_DIR/tunery.db. Postgres: "
+        "postgresql+psycopg://user@host/db (a plain postgresql:// URL is accepted too).",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker. Unset: the filesystem transport under DATA_DIR/broker. "
+        "Production: redis://host:6379/0.",
+    )
+    api_key: str | None = Field(
+        default=None,
+        description="A key the API accepts for the default project. Unset: `tunery serve` makes one "
+        "and keeps it in DATA_DIR/api-key.",
+    )
+    model_store: Path | None = Field(
+        default=None, description="Directory of base models. Unset: DATA_DIR/models."
+    )
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024, description="Uploads larger than this are refused with 413."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
+    port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
+
+    @cached_property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if not self.database_url:
+            return f"sqlite:///{self.data_path / 'tunery.db'}"
+        url = self.database_url
+        # psycopg 3 is the driver we ship; accept the URLs people paste from elsewhere.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def models_path(self) -> Path:
+        return (self.model_store or self.data_path / "models").expanduser().resolve()
+
+    @property
+    def files_path(self) -> Path:
+        return self.data_path / "files"
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.data_path / "artifacts"
+
+    @property
+    def jobs_path(self) -> Path:
+        """Scratch space of running jobs: spec.json, trainer logs, outputs before they are stored."""
+        return self.data_path / "jobs"
+
+    @property
+    def broker_path(self) -> Path:
+        return self.data_path / "broker"
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.data_path / "api-key"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,40 @@
+"""FastAPI dependencies: the request's session and the calling project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from api.auth.service import Caller, authenticate
+from api.config import Settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request: commit when the endpoint returns, roll back when it raises."""
+    session: Session = request.app.state.sessionmaker()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_caller(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    return authenticate(session, authorization)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -1,0 +1,80 @@
+"""/v1/files: thin routes over the files service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse
+
+from api.deps import CallerDep, SessionDep, SettingsDep
+from api.files import service
+from api.files.schemas import FileDeleted, FileObject
+from api.files.storage import FileStorage
+from api.pagination import Page
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+
+def get_storage(request: Request) -> FileStorage:
+    return request.app.state.file_storage
+
+
+StorageDep = Annotated[FileStorage, Depends(get_storage)]
+
+
+@router.post("", response_model=FileObject)
+def create_file(
+    session: SessionDep,
+    caller: CallerDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, Form()],
+    purpose: Annotated[str, Form()],
+) -> FileObject:
+    row = service.upload(
+        session,
+        storage,
+        caller.project,
+        stream=file.file,
+        filename=file.filename or "upload.jsonl",
+        purpose=purpose,
+        max_bytes=settings.max_upload_bytes,
+    )
+    return FileObject.of(row)
+
+
+@router.get("", response_model=Page[FileObject])
+def list_files(
+    session: SessionDep,
+    caller: CallerDep,
+    purpose: str | None = None,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
+    order: Literal["asc", "desc"] = "desc",
+) -> Page[FileObject]:
+    rows, has_more = service.list_page(
+        session, caller.project, purpose=purpose, after=after, limit=limit, order=order
+    )
+    return Page.of([FileObject.of(row) for row in rows], has_more)
+
+
+@router.get("/{file_id}", response_model=FileObject)
+def retrieve_file(session: SessionDep, caller: CallerDep, file_id: str) -> FileObject:
+    return FileObject.of(service.get(session, caller.project, file_id))
+
+
+@router.delete("/{file_id}", response_model=FileDeleted)
+def delete_file(session: SessionDep, caller: CallerDep, storage: StorageDep, file_id: str) -> FileDeleted:
+    row = service.delete(session, caller.project, file_id)
+    session.commit()  # the row goes first: a blob without a row is garbage, a row without a blob is a 500
+    storage.delete(row.storage_key)
+    return FileDeleted(id=file_id, deleted=True)
+
+
+@router.get("/{file_id}/content")
+def retrieve_file_content(
+    session: SessionDep, caller: CallerDep, storage: StorageDep, file_id: str
+) -> FileResponse:
+    row = service.get(session, caller.project, file_id)
+    return FileResponse(storage.path(row.storage_key), media_type="application/octet-stream", filename=row.filename)

@@ -1,0 +1,126 @@
+"""Uploading, listing and reading files. Uploads are validated before they are published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from api import clock
+from api.errors import InvalidRequest, NotFound, PayloadTooLarge
+from api.files import repository
+from api.files.storage import FileStorage, StagedBlob, TooLarge
+from api.files.validation import check_lines
+from api.ids import new_id
+from api.tables import File, Project
+
+UPLOAD_PURPOSES = ("fine-tune",)
+RESULTS_PURPOSE = "fine-tune-results"
+
+
+def upload(
+    session: Session,
+    storage: FileStorage,
+    project: Project,
+    *,
+    stream: BinaryIO,
+    filename: str,
+    purpose: str,
+    max_bytes: int,
+) -> File:
+    if purpose not in UPLOAD_PURPOSES:
+        raise InvalidRequest(
+            f"purpose must be one of {', '.join(UPLOAD_PURPOSES)}, not {purpose!r}", param="purpose"
+        )
+    try:
+        blob = storage.stage(stream, max_bytes)
+    except TooLarge:
+        raise PayloadTooLarge(
+            f"The file is larger than the limit of {max_bytes} bytes (TUNERY_MAX_UPLOAD_BYTES).", param="file"
+        ) from None
+    try:
+        _check_fine_tune_file(blob)
+        row = File(
+            id=new_id("file-"),
+            project_pk=project.pk,
+            filename=Path(filename or "upload.jsonl").name[:512],
+            purpose=purpose,
+            bytes=blob.bytes,
+            sha256=blob.sha256,
+            status="processed",
+            status_details=None,
+            storage_key="",
+            created_at=clock.now(),
+        )
+        row.storage_key = f"{project.id}/{row.id}"
+        repository.add(session, row)
+        storage.publish(blob, row.storage_key)
+    except BaseException:
+        storage.discard(blob)
+        raise
+    return row
+
+
+def store_result(session: Session, storage: FileStorage, project_pk: int, source: Path) -> File:
+    """Keep a file the worker produced (the step metrics CSV) as a file of the job's project."""
+    blob = storage.stage_copy(source)
+    row = File(
+        id=new_id("file-"),
+        project_pk=project_pk,
+        filename=source.name,
+        purpose=RESULTS_PURPOSE,
+        bytes=blob.bytes,
+        sha256=blob.sha256,
+        status="processed",
+        status_details=None,
+        storage_key="",
+        created_at=clock.now(),
+    )
+    row.storage_key = f"results/{row.id}"
+    try:
+        repository.add(session, row)
+        storage.publish(blob, row.storage_key)
+    except BaseException:
+        storage.discard(blob)
+        raise
+    return row
+
+
+def get(session: Session, project: Project, file_id: str) -> File:
+    row = repository.get(session, project.pk, file_id)
+    if row is None:
+        raise NotFound(f"No such File object: {file_id}", param="id")
+    return row
+
+
+def delete(session: Session, project: Project, file_id: str) -> File:
+    """Remove the row; the caller removes the bytes once that is committed."""
+    row = get(session, project, file_id)
+    repository.delete(session, row)
+    return row
+
+
+def list_page(
+    session: Session, project: Project, *, purpose: str | None, after: str | None, limit: int, order: str
+) -> tuple[list[File], bool]:
+    cursor = get(session, project, after) if after else None
+    rows = repository.page(
+        session, project.pk, purpose=purpose, after=cursor, limit=limit, newest_first=order == "desc"
+    )
+    return rows[:limit], len(rows) > limit
+
+
+def _check_fine_tune_file(blob: StagedBlob) -> None:
+    with blob.path.open("rb") as lines:
+        report = check_lines(lines)
+    if not report.ok:
+        raise InvalidRequest(
+            f"Invalid file format for fine-tuning: {report.summary()}", param="file", code="invalid_file_format"
+        )
+    if report.n_examples == 0:
+        raise InvalidRequest(
+            "Invalid file format for fine-tuning: the file holds no examples (one JSON object per line).",
+            param="file",
+            code="invalid_file_format",
+        )

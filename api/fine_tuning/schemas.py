@@ -1,0 +1,152 @@
+"""Fine-tuning objects as the openai SDK types them (openai.types.fine_tuning), plus our `recipe`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from api.tables import FineTuningJob, FineTuningJobEvent
+
+Auto = Literal["auto"]
+NEpochs = Auto | Annotated[int, Field(ge=1, le=50)]
+BatchSize = Auto | Annotated[int, Field(ge=1, le=256)]
+LearningRateMultiplier = Auto | Annotated[float, Field(gt=0, le=100)]
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields, so a typo is a 400 naming it, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class HyperparametersIn(Strict):
+    n_epochs: NEpochs = "auto"
+    batch_size: BatchSize = "auto"
+    learning_rate_multiplier: LearningRateMultiplier = "auto"
+
+
+class SupervisedIn(Strict):
+    hyperparameters: HyperparametersIn | None = None
+
+
+class MethodIn(Strict):
+    type: Literal["supervised", "dpo", "reinforcement"]
+    supervised: SupervisedIn | None = None
+    dpo: dict[str, Any] | None = None
+    reinforcement: dict[str, Any] | None = None
+
+
+class LoraRecipeIn(Strict):
+    """Tunery's extension (`extra_body={"recipe": {...}}`): how to train. Defaults are filled in."""
+
+    type: Literal["lora"] = "lora"
+    lora_r: int = Field(default=8, ge=1, le=1024, description="LoRA rank.")
+    lora_alpha: int = Field(default=16, ge=1, le=4096, description="LoRA scaling numerator (alpha / r).")
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: Literal["all-linear"] | list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default="all-linear", description="Linear layers that get adapters: 'all-linear' or module names."
+    )
+    max_seq_length: int = Field(default=1024, ge=16, le=131072, description="Longer examples are truncated.")
+
+
+Suffix = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+MetadataKey = Annotated[str, StringConstraints(max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+
+
+class JobCreate(Strict):
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    training_file: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    validation_file: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    hyperparameters: HyperparametersIn | None = None
+    method: MethodIn | None = None
+    suffix: Suffix | None = None
+    seed: Annotated[int, Field(ge=0, le=2147483647)] | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
+    integrations: list[dict[str, Any]] | None = None
+    recipe: LoraRecipeIn | None = None
+
+
+class Hyperparameters(BaseModel):
+    batch_size: BatchSize
+    learning_rate_multiplier: LearningRateMultiplier
+    n_epochs: NEpochs
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class FineTuningJobObject(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    error: JobError | None = None
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    hyperparameters: Hyperparameters
+    model: str
+    organization_id: str
+    result_files: list[str]
+    seed: int
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+    trained_tokens: int | None = None
+    training_file: str
+    validation_file: str | None = None
+    estimated_finish: int | None = None
+    integrations: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+    method: dict[str, Any]
+    user_provided_suffix: str | None = None
+    recipe: dict[str, Any] = Field(description="Tunery's extension: the recipe with every default filled in.")
+
+    @classmethod
+    def of(cls, job: FineTuningJob) -> FineTuningJobObject:
+        hyperparameters = Hyperparameters(**job.hyperparameters)
+        method_type = job.method["type"]
+        return cls(
+            id=job.id,
+            created_at=job.created_at,
+            error=JobError(**job.error) if job.error else None,
+            fine_tuned_model=job.fine_tuned_model,
+            finished_at=job.finished_at,
+            hyperparameters=hyperparameters,
+            model=job.model,
+            organization_id=job.project.id,
+            result_files=job.result_files,
+            seed=job.seed,
+            status=job.status,  # type: ignore[arg-type]
+            trained_tokens=job.trained_tokens,
+            training_file=job.training_file,
+            validation_file=job.validation_file,
+            estimated_finish=job.estimated_finish,
+            integrations=job.integrations,
+            metadata=job.job_metadata,
+            method={"type": method_type, method_type: {"hyperparameters": hyperparameters.model_dump()}},
+            user_provided_suffix=job.suffix,
+            recipe=job.recipe,
+        )
+
+
+class FineTuningJobEventObject(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    data: dict[str, Any] | None = None
+    type: Literal["message", "metrics"]
+
+    @classmethod
+    def of(cls, event: FineTuningJobEvent) -> FineTuningJobEventObject:
+        return cls(
+            id=event.id,
+            created_at=event.created_at,
+            level=event.level,  # type: ignore[arg-type]
+            message=event.message,
+            data=event.data,
+            type=event.type,  # type: ignore[arg-type]
+        )

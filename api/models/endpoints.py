@@ -1,0 +1,31 @@
+"""/v1/models. Ids contain ':' and may contain '/' (sent as %2F): the route takes the whole path."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from api.deps import CallerDep, SessionDep
+from api.models import service
+from api.models.schemas import ModelList, ModelObject
+from api.models.store import ModelStore
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def get_model_store(request: Request) -> ModelStore:
+    return request.app.state.model_store
+
+
+ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
+
+
+@router.get("", response_model=ModelList)
+def list_models(session: SessionDep, caller: CallerDep, store: ModelStoreDep) -> ModelList:
+    return ModelList(data=service.list_models(session, store, caller.project))
+
+
+@router.get("/{model_id:path}", response_model=ModelObject)
+def retrieve_model(session: SessionDep, caller: CallerDep, store: ModelStoreDep, model_id: str) -> ModelObject:
+    return service.get_model(session, store, caller.project, model_id)

@@ -1,0 +1,69 @@
+"""The Celery *client* of the API: task names, queues, broker settings, and sending by name.
+
+The API never imports worker/; worker/celery_app.py builds its app from the same `celery_config`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+
+from api.config import Settings
+
+VALIDATE_JOB = "tunery.validate_job"
+RUN_JOB = "tunery.run_job"
+
+# Validation is light CPU work; training wants a GPU worker. Separate queues let a deployment run
+# a few cheap validators and one trainer per GPU.
+VALIDATION_QUEUE = "tunery.validation"
+TRAINING_QUEUE = "tunery.training"
+QUEUE_OF_TASK = {VALIDATE_JOB: VALIDATION_QUEUE, RUN_JOB: TRAINING_QUEUE}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "task_routes": {name: {"queue": queue} for name, queue in QUEUE_OF_TASK.items()},
+        "task_default_queue": VALIDATION_QUEUE,
+        # A message is acknowledged when its task ends, not when it starts: a worker that dies
+        # mid-task leaves the message to be delivered again (the job row says what to do with it).
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+    }
+    if settings.broker_url:
+        config["broker_url"] = settings.broker_url
+        # Redis re-delivers an unacknowledged message after the visibility timeout; training runs
+        # for hours, so the default hour would hand a running job to a second worker.
+        config["broker_transport_options"] = {"visibility_timeout": 7 * 24 * 3600}
+    else:
+        folder = settings.broker_path
+        for sub in ("queue", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        config["broker_url"] = "filesystem://"
+        config["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+    return config
+
+
+@lru_cache(maxsize=8)
+def _client(broker_key: tuple[str | None, str]) -> Celery:
+    broker_url, data_dir = broker_key
+    settings = Settings(broker_url=broker_url, data_dir=data_dir)
+    app = Celery("tunery-api")
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def enqueue(settings: Settings, task_name: str, job_id: str) -> None:
+    """Ring the doorbell for a job. Call only after the transaction that changed the job committed."""
+    app = _client((settings.broker_url, str(settings.data_path)))
+    app.send_task(task_name, args=[job_id], queue=QUEUE_OF_TASK[task_name])

@@ -1,0 +1,137 @@
+"""/v1/files over the real database: uploads, reads, deletes, and every bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from api.config import Settings
+from api.tables import File
+from tests.support.tiny_model import toy_chat_examples
+
+
+def upload(client: TestClient, content: bytes, name: str = "train.jsonl", purpose: str = "fine-tune"):  # type: ignore[no-untyped-def]
+    return client.post("/v1/files", files={"file": (name, content)}, data={"purpose": purpose})
+
+
+def jsonl(examples: list) -> bytes:
+    return "".join(json.dumps(e) + "\n" for e in examples).encode()
+
+
+def stored_blobs(settings: Settings) -> list[Path]:
+    root = settings.files_path
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def count_rows(app) -> int:  # type: ignore[no-untyped-def]
+    with app.state.sessionmaker() as session:
+        return session.scalar(select(func.count()).select_from(File))
+
+
+class TestUpload:
+    def test_upload_returns_a_processed_file_object(self, client: TestClient) -> None:
+        content = jsonl(toy_chat_examples(12))
+        response = upload(client, content)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["id"].startswith("file-")
+        assert body["object"] == "file"
+        assert body["bytes"] == len(content)
+        assert body["filename"] == "train.jsonl"
+        assert body["purpose"] == "fine-tune"
+        assert body["status"] == "processed"
+
+    def test_content_round_trips_byte_for_byte(self, client: TestClient, app) -> None:  # type: ignore[no-untyped-def]
+        content = "\ufeff".encode() + jsonl(toy_chat_examples(10)).replace(b"\n", b"\r\n")
+        file_id = upload(client, content).json()["id"]
+        assert client.get(f"/v1/files/{file_id}/content").content == content
+        with app.state.sessionmaker() as session:
+            row = session.scalar(select(File).where(File.id == file_id))
+            assert row.sha256 == hashlib.sha256(content).hexdigest()
+
+    def test_listed_retrieved_and_deleted(self, client: TestClient, settings: Settings) -> None:
+        first = upload(client, jsonl(toy_chat_examples(10))).json()["id"]
+        second = upload(client, jsonl(toy_chat_examples(11))).json()["id"]
+        listed = client.get("/v1/files").json()
+        assert [f["id"] for f in listed["data"]] == [second, first]
+        assert client.get("/v1/files", params={"order": "asc", "limit": 1}).json()["has_more"] is True
+        assert client.get(f"/v1/files/{first}").json()["id"] == first
+        deleted = client.delete(f"/v1/files/{first}").json()
+        assert deleted == {"id": first, "object": "file", "deleted": True}
+        assert client.get(f"/v1/files/{first}").status_code == 404
+        assert len(stored_blobs(settings)) == 1
+
+
+class TestBadUploads:
+    def test_a_line_that_is_not_json_names_the_line(self, client: TestClient, app, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+        lines = jsonl(toy_chat_examples(5)) + b"{not json\n" + jsonl(toy_chat_examples(5))
+        response = upload(client, lines)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert error["param"] == "file"
+        assert error["code"] == "invalid_file_format"
+        assert "line 6: is not valid JSON" in error["message"]
+        assert count_rows(app) == 0
+        assert stored_blobs(settings) == []
+
+    def test_several_bad_lines_are_all_reported(self, client: TestClient) -> None:
+        examples = toy_chat_examples(10)
+        examples[2]["messages"][1]["role"] = "robot"
+        examples[7] = {"text": "no messages here"}
+        error = upload(client, jsonl(examples)).json()["error"]
+        assert "line 3: messages[1].role must be one of system, user, assistant, tool" in error["message"]
+        assert "line 8: must have 'messages'" in error["message"]
+        assert error["message"].startswith("Invalid file format for fine-tuning: 2 invalid line(s)")
+
+    def test_a_binary_file_is_refused(self, client: TestClient) -> None:
+        response = upload(client, b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", name="picture.png")
+        assert response.status_code == 400
+        assert "line 1: is not valid UTF-8" in response.json()["error"]["message"]
+
+    def test_an_empty_file_is_refused(self, client: TestClient) -> None:
+        response = upload(client, b"\n\n")
+        assert response.status_code == 400
+        assert "no examples" in response.json()["error"]["message"]
+
+    def test_an_unknown_purpose_is_refused(self, client: TestClient) -> None:
+        response = upload(client, jsonl(toy_chat_examples(10)), purpose="vision")
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "purpose"
+
+    def test_a_missing_file_field_names_it(self, client: TestClient) -> None:
+        response = client.post("/v1/files", data={"purpose": "fine-tune"})
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "file"
+
+    def test_too_large_is_413_and_stores_nothing(self, app, api_key: str, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+        app.state.settings = settings.model_copy(update={"max_upload_bytes": 100})
+        with TestClient(app, headers={"Authorization": f"Bearer {api_key}"}) as small:
+            response = upload(small, jsonl(toy_chat_examples(10)))
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "file_too_large"
+        assert count_rows(app) == 0
+        assert stored_blobs(settings) == []
+
+
+class TestAuth:
+    def test_missing_key_is_401(self, app) -> None:  # type: ignore[no-untyped-def]
+        with TestClient(app) as anonymous:
+            response = anonymous.get("/v1/files")
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+
+    def test_wrong_key_is_401_and_not_echoed(self, app) -> None:  # type: ignore[no-untyped-def]
+        with TestClient(app, headers={"Authorization": "Bearer tun-wrong-key-123456"}) as wrong:
+            response = wrong.get("/v1/files")
+        assert response.status_code == 401
+        assert "tun-wrong-key-123456" not in response.text
+
+    def test_unknown_file_is_404(self, client: TestClient) -> None:
+        response = client.get("/v1/files/file-doesnotexist")
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "invalid_request_error"

@@ -1,0 +1,32 @@
+"""The worker process's shared objects, made lazily so each forked pool process opens its own engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.config import Settings
+from api.db import make_engine, make_sessionmaker
+from api.files.storage import FileStorage
+from api.models.store import ModelStore
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    file_storage: FileStorage
+    model_store: ModelStore
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    settings = Settings()
+    return Runtime(
+        settings=settings,
+        sessions=make_sessionmaker(make_engine(settings)),
+        file_storage=FileStorage(settings.files_path),
+        model_store=ModelStore(settings.models_path),
+    )
