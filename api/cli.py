@@ -12,6 +12,7 @@ from pathlib import Path
 
 from api.config import Settings
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -116,8 +117,17 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from worker.celery_app import app
 
     queues = args.queues or ",".join(sorted(set(QUEUE_OF_TASK.values())))
-    app.worker_main(["worker", f"--loglevel={args.loglevel}", "-Q", queues, "--concurrency=1", "--without-gossip",
-                     "--without-mingle"])
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={args.loglevel}",
+            "-Q",
+            queues,
+            "--concurrency=1",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 def cmd_serve(_args: argparse.Namespace) -> None:

@@ -56,7 +56,9 @@ def describe_validation_error(errors: Sequence[Any]) -> tuple[str | None, str]:
         return None, "Invalid request."
     # Of a union's errors, the one about the literal ("auto") says least about what went wrong.
     error = next((e for e in errors if e.get("type") != "literal_error"), errors[0])
-    parts = [str(p) for p in error.get("loc", ()) if str(p) not in _LOCATIONS and not _UNION_MEMBER.search(str(p))]
+    parts = [
+        str(p) for p in error.get("loc", ()) if str(p) not in _LOCATIONS and not _UNION_MEMBER.search(str(p))
+    ]
     param = ".".join(parts) or None
     kind = error.get("type")
     if kind == "extra_forbidden":

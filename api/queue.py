@@ -6,6 +6,7 @@ The API never imports worker/; worker/celery_app.py builds its app from the same
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -42,13 +43,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["broker_transport_options"] = {"visibility_timeout": 7 * 24 * 3600}
     else:
         folder = settings.broker_path
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         config["broker_url"] = "filesystem://"
         config["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            # Broadcast exchanges; kombu's default is "control" in the working directory.
+            "control_folder": str(folder / "control"),
             "store_processed": False,
         }
     return config
@@ -57,7 +60,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 @lru_cache(maxsize=8)
 def _client(broker_key: tuple[str | None, str]) -> Celery:
     broker_url, data_dir = broker_key
-    settings = Settings(broker_url=broker_url, data_dir=data_dir)
+    settings = Settings(broker_url=broker_url, data_dir=Path(data_dir))
     app = Celery("tunery-api")
     app.conf.update(celery_config(settings))
     return app

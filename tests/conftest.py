@@ -1,4 +1,5 @@
-"""Shared fixtures: real PostgreSQL and Redis, fresh migrated databases, and the two backends.
+"""Shared fixtures: real PostgreSQL and Redis, fresh migrated databases, the two backends, and an
+in-process API client over them.
 
 Every test that takes `settings` runs twice: on the embedded default (SQLite + filesystem broker)
 and on PostgreSQL + Redis, each test with its own database, data directory and Redis database.
@@ -15,10 +16,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from api.auth.service import create_key
 from api.config import Settings
+from api.db import session_scope
 from api.migrations import upgrade
+from api.models.store import ModelStore
 from tests.support import services
+from tests.support.tiny_model import build_tiny_chat_model, toy_chat_examples, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -112,3 +119,42 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
         broker_url=request.getfixturevalue("redis_url"),
         api_key=None,
     )
+
+
+TINY_MODEL = "tiny-llama"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+@pytest.fixture
+def app(settings: Settings, tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    ModelStore(settings.models_path).import_directory(tiny_model_dir, TINY_MODEL)
+    application = create_app(settings)
+    yield application
+    application.state.engine.dispose()
+
+
+@pytest.fixture
+def api_key(app) -> str:  # type: ignore[no-untyped-def]
+    with session_scope(app.state.sessionmaker) as session:
+        return create_key(session)
+
+
+@pytest.fixture
+def client(app, api_key: str) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app, headers={"Authorization": f"Bearer {api_key}"}) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def training_file(client: TestClient, tmp_path: Path) -> str:
+    path = write_jsonl(tmp_path / "train.jsonl", toy_chat_examples(16))
+    with path.open("rb") as stream:
+        response = client.post(
+            "/v1/files", files={"file": ("train.jsonl", stream)}, data={"purpose": "fine-tune"}
+        )
+    assert response.status_code == 200, response.text
+    return response.json()["id"]

@@ -44,7 +44,10 @@ def validate_job(rt: Runtime, job_id: str) -> None:
         job.n_training_examples = n_examples
         job.hyperparameters = hyperparameters.resolve(job.hyperparameters, n_examples)
         transition(
-            session, job, QUEUED, "Files validated, moving job to queued state",
+            session,
+            job,
+            QUEUED,
+            "Files validated, moving job to queued state",
             data={"n_examples": n_examples, "hyperparameters": job.hyperparameters},
         )
     queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
@@ -158,7 +161,9 @@ def _record_progress(session: Session, job_id: str, event: TrainerEvent, started
         step, total = int(event["step"]), int(event["total_steps"])
         data = {k: v for k, v in event.items() if k != "event"}
         loss = event.get("train_loss")
-        message = f"Step {step}/{total}: training loss={loss:.4f}" if loss is not None else f"Step {step}/{total}"
+        message = (
+            f"Step {step}/{total}: training loss={loss:.4f}" if loss is not None else f"Step {step}/{total}"
+        )
         repository.add_event(session, job, message, type="metrics", data=data)
         if step > 0:
             elapsed = clock.now() - started
@@ -174,10 +179,14 @@ def _record_progress(session: Session, job_id: str, event: TrainerEvent, started
         )
     elif kind == "message":
         level = event.get("level", "info")
-        repository.add_event(session, job, str(event.get("message", "")), level=level if level in ("info", "warn") else "info")
+        repository.add_event(
+            session, job, str(event.get("message", "")), level=level if level in ("info", "warn") else "info"
+        )
 
 
-def _publish(rt: Runtime, session: Session, job: FineTuningJob, spec: TrainingSpec, final: dict[str, Any]) -> None:
+def _publish(
+    rt: Runtime, session: Session, job: FineTuningJob, spec: TrainingSpec, final: dict[str, Any]
+) -> None:
     target = artifacts.adapter_dir(rt.settings, job.id)
     shutil.rmtree(target.parent, ignore_errors=True)
     target.parent.mkdir(parents=True)

@@ -39,7 +39,12 @@ def run_trainer(spec_path: Path, log_path: Path, on_event: Callable[[TrainerEven
     final: TrainerEvent | None = None
     with log_path.open("wb") as stderr_log:
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=stderr_log, env=env, cwd=spec_path.parent, start_new_session=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=stderr_log,
+            env=env,
+            cwd=spec_path.parent,
+            start_new_session=True,
         )
         assert process.stdout is not None
         for raw in process.stdout:

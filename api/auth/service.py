@@ -45,7 +45,9 @@ def create_key(session: Session, project_name: str = DEFAULT_PROJECT, *, is_admi
     return key
 
 
-def register_key(session: Session, key: str, project_name: str = DEFAULT_PROJECT, *, is_admin: bool = False) -> None:
+def register_key(
+    session: Session, key: str, project_name: str = DEFAULT_PROJECT, *, is_admin: bool = False
+) -> None:
     """Accept a key chosen elsewhere (TUNERY_API_KEY). Registering the same key twice is a no-op."""
     if len(key) < 16:
         raise ValueError("an API key must be at least 16 characters long")

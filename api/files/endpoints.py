@@ -77,4 +77,6 @@ def retrieve_file_content(
     session: SessionDep, caller: CallerDep, storage: StorageDep, file_id: str
 ) -> FileResponse:
     row = service.get(session, caller.project, file_id)
-    return FileResponse(storage.path(row.storage_key), media_type="application/octet-stream", filename=row.filename)
+    return FileResponse(
+        storage.path(row.storage_key), media_type="application/octet-stream", filename=row.filename
+    )

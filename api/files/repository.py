@@ -23,7 +23,13 @@ def get_any_project(session: Session, file_id: str) -> File | None:
 
 
 def page(
-    session: Session, project_pk: int, *, purpose: str | None, after: File | None, limit: int, newest_first: bool
+    session: Session,
+    project_pk: int,
+    *,
+    purpose: str | None,
+    after: File | None,
+    limit: int,
+    newest_first: bool,
 ) -> list[File]:
     """One page plus one row more, so the caller can tell whether more follow."""
     query = select(File).where(File.project_pk == project_pk)

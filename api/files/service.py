@@ -116,7 +116,9 @@ def _check_fine_tune_file(blob: StagedBlob) -> None:
         report = check_lines(lines)
     if not report.ok:
         raise InvalidRequest(
-            f"Invalid file format for fine-tuning: {report.summary()}", param="file", code="invalid_file_format"
+            f"Invalid file format for fine-tuning: {report.summary()}",
+            param="file",
+            code="invalid_file_format",
         )
     if report.n_examples == 0:
         raise InvalidRequest(

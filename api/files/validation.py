@@ -79,7 +79,8 @@ def check_dataset(report: DatasetReport, method: str) -> DatasetIssue | None:
     if report.n_examples < MIN_EXAMPLES:
         return DatasetIssue(
             "invalid_n_examples",
-            f"Training file has {report.n_examples} example(s), but must have at least {MIN_EXAMPLES} examples",
+            f"Training file has {report.n_examples} example(s), "
+            f"but must have at least {MIN_EXAMPLES} examples",
         )
     wanted = FORMATS_BY_METHOD[method]
     wrong = {fmt: n for fmt, n in report.formats.items() if fmt not in wanted}
@@ -87,7 +88,8 @@ def check_dataset(report: DatasetReport, method: str) -> DatasetIssue | None:
         found = ", ".join(f"{n} {fmt}" for fmt, n in wrong.items())
         return DatasetIssue(
             "invalid_training_file",
-            f"The {method} method trains on {' or '.join(wanted)} examples, but the file has {found} example(s)",
+            f"The {method} method trains on {' or '.join(wanted)} examples, "
+            f"but the file has {found} example(s)",
         )
     return None
 

@@ -25,10 +25,14 @@ def get(session: Session, project_pk: int, job_id: str) -> FineTuningJob | None:
 
 def get_for_update(session: Session, job_id: str) -> FineTuningJob | None:
     """The worker's read: locks the row on Postgres so two workers never act on one job at once."""
-    return session.scalar(select(FineTuningJob).where(FineTuningJob.id == job_id).with_for_update())
+    return session.scalar(
+        select(FineTuningJob).where(FineTuningJob.id == job_id).with_for_update(of=FineTuningJob)
+    )
 
 
-def page(session: Session, project_pk: int, *, after: FineTuningJob | None, limit: int) -> list[FineTuningJob]:
+def page(
+    session: Session, project_pk: int, *, after: FineTuningJob | None, limit: int
+) -> list[FineTuningJob]:
     """Newest first; one row more than asked, to tell whether more follow."""
     query = select(FineTuningJob).where(FineTuningJob.project_pk == project_pk)
     if after is not None:
@@ -76,7 +80,9 @@ def add_event(
 
 def get_event(session: Session, job: FineTuningJob, event_id: str) -> FineTuningJobEvent | None:
     return session.scalar(
-        select(FineTuningJobEvent).where(FineTuningJobEvent.id == event_id, FineTuningJobEvent.job_pk == job.pk)
+        select(FineTuningJobEvent).where(
+            FineTuningJobEvent.id == event_id, FineTuningJobEvent.job_pk == job.pk
+        )
     )
 
 

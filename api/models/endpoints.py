@@ -27,5 +27,7 @@ def list_models(session: SessionDep, caller: CallerDep, store: ModelStoreDep) ->
 
 
 @router.get("/{model_id:path}", response_model=ModelObject)
-def retrieve_model(session: SessionDep, caller: CallerDep, store: ModelStoreDep, model_id: str) -> ModelObject:
+def retrieve_model(
+    session: SessionDep, caller: CallerDep, store: ModelStoreDep, model_id: str
+) -> ModelObject:
     return service.get_model(session, store, caller.project, model_id)

@@ -20,4 +20,4 @@ class ApiKey(Base):
     created_at: Mapped[int]
     revoked_at: Mapped[int | None]
 
-    project: Mapped[Project] = relationship(lazy="joined")
+    project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)

@@ -37,4 +37,4 @@ class FineTuningJob(Base):
     finished_at: Mapped[int | None]
     estimated_finish: Mapped[int | None]
 
-    project: Mapped[Project] = relationship(lazy="joined")
+    project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)

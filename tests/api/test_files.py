@@ -67,7 +67,9 @@ class TestUpload:
 
 
 class TestBadUploads:
-    def test_a_line_that_is_not_json_names_the_line(self, client: TestClient, app, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    def test_a_line_that_is_not_json_names_the_line(
+        self, client: TestClient, app, settings: Settings
+    ) -> None:  # type: ignore[no-untyped-def]
         lines = jsonl(toy_chat_examples(5)) + b"{not json\n" + jsonl(toy_chat_examples(5))
         response = upload(client, lines)
         assert response.status_code == 400

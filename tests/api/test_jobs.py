@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from api.config import Settings
 from api.queue import VALIDATION_QUEUE
 from api.tables import FineTuningJob
-from tests.api.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL
 
 
 def queued_job_ids(settings: Settings, queue: str = VALIDATION_QUEUE) -> list[str]:
@@ -30,7 +30,9 @@ def queued_job_ids(settings: Settings, queue: str = VALIDATION_QUEUE) -> list[st
 
 
 def create(client: TestClient, training_file: str, **fields: Any):  # type: ignore[no-untyped-def]
-    return client.post("/v1/fine_tuning/jobs", json={"model": TINY_MODEL, "training_file": training_file, **fields})
+    return client.post(
+        "/v1/fine_tuning/jobs", json={"model": TINY_MODEL, "training_file": training_file, **fields}
+    )
 
 
 def job_count(app) -> int:  # type: ignore[no-untyped-def]
@@ -55,7 +57,11 @@ class TestCreate:
         assert job["user_provided_suffix"] == "fruit"
         assert job["metadata"] == {"team": "a"}
         assert isinstance(job["seed"], int)
-        assert job["hyperparameters"] == {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
+        assert job["hyperparameters"] == {
+            "n_epochs": "auto",
+            "batch_size": "auto",
+            "learning_rate_multiplier": "auto",
+        }
         assert job["method"]["type"] == "supervised"
         assert queued_job_ids(settings) == [job["id"]]
 
@@ -73,7 +79,12 @@ class TestCreate:
     @pytest.mark.parametrize(
         "fields",
         [
-            {"method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 3}}}},
+            {
+                "method": {
+                    "type": "supervised",
+                    "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 3}},
+                }
+            },
             {"hyperparameters": {"n_epochs": 2, "batch_size": 3}},
         ],
         ids=["method", "legacy"],
@@ -90,7 +101,10 @@ class TestCreate:
         job = create(client, training_file).json()
         events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()
         messages = [e["message"] for e in events["data"]]
-        assert messages == [f"Validating training file: {training_file}", f"Created fine-tuning job: {job['id']}"]
+        assert messages == [
+            f"Validating training file: {training_file}",
+            f"Created fine-tuning job: {job['id']}",
+        ]
         assert all(e["object"] == "fine_tuning.job.event" and e["level"] == "info" for e in events["data"])
 
 
@@ -102,7 +116,12 @@ class TestCreateRefusals:
             ({"training_file": "file-missing"}, 400, "training_file", "file_not_found"),
             ({"validation_file": "file-missing"}, 400, "validation_file", "file_not_found"),
             ({"hyperparameters": {"n_epochs": 0}}, 400, "hyperparameters.n_epochs", None),
-            ({"hyperparameters": {"learning_rate_multiplier": -1}}, 400, "hyperparameters.learning_rate_multiplier", None),
+            (
+                {"hyperparameters": {"learning_rate_multiplier": -1}},
+                400,
+                "hyperparameters.learning_rate_multiplier",
+                None,
+            ),
             ({"suffix": "has spaces"}, 400, "suffix", None),
             ({"seed": -1}, 400, "seed", None),
             ({"recipe": {"lora_r": 0}}, 400, "recipe.lora_r", None),
@@ -110,7 +129,10 @@ class TestCreateRefusals:
             ({"learning_rate": 0.1}, 400, "learning_rate", None),
             ({"method": {"type": "dpo"}}, 400, "method.type", None),
             (
-                {"method": {"type": "supervised", "supervised": {"hyperparameters": {}}}, "hyperparameters": {}},
+                {
+                    "method": {"type": "supervised", "supervised": {"hyperparameters": {}}},
+                    "hyperparameters": {},
+                },
                 400,
                 "hyperparameters",
                 None,
@@ -118,7 +140,14 @@ class TestCreateRefusals:
         ],
     )
     def test_bad_create_names_the_field_and_stores_nothing(
-        self, client: TestClient, app, training_file: str, fields: dict, status: int, param: str, code: str | None  # type: ignore[no-untyped-def]
+        self,
+        client: TestClient,
+        app,
+        training_file: str,
+        fields: dict,
+        status: int,
+        param: str,
+        code: str | None,  # type: ignore[no-untyped-def]
     ) -> None:
         body = {"model": TINY_MODEL, "training_file": training_file, **fields}
         response = client.post("/v1/fine_tuning/jobs", json=body)

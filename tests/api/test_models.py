@@ -2,7 +2,7 @@
 
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL
 
 
 def test_base_models_are_listed_and_retrievable(client: TestClient) -> None:

@@ -1,0 +1,1 @@
+"""Test helpers shared by the unit, trainer and end-to-end suites."""

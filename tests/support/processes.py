@@ -1,0 +1,99 @@
+"""The API and a Celery worker as separate processes, started the way an operator starts them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from api.config import Settings
+from tests.support.services import free_port
+
+
+@dataclass(frozen=True)
+class LiveService:
+    base_url: str
+    api_key: str
+    settings: Settings
+    logs: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        out = []
+        for log in sorted(self.logs.glob("*.log")):
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(out)
+
+
+def service_env(settings: Settings, api_key: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNERY_")}
+    env.update(
+        TUNERY_DATA_DIR=str(settings.data_path),
+        TUNERY_API_KEY=api_key,
+        PORT=str(port),
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+    )
+    if settings.database_url:
+        env["TUNERY_DATABASE_URL"] = settings.database_url
+    if settings.broker_url:
+        env["TUNERY_BROKER_URL"] = settings.broker_url
+    return env
+
+
+@contextmanager
+def live_service(
+    settings: Settings, logs: Path, api_key: str = "tun-e2e-test-key-0123456789"
+) -> Iterator[LiveService]:
+    """`tunery api` and `tunery worker`, each its own process, stopped afterwards."""
+    port = free_port()
+    env = service_env(settings, api_key, port)
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = []
+    try:
+        for name in ("api", "worker"):
+            log = (logs / f"{name}.log").open("wb")
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "api.cli", name], env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+            )
+        service = LiveService(f"http://127.0.0.1:{port}/v1", api_key, settings, logs)
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", processes[0], service)
+        yield service
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def stop(process: subprocess.Popen, timeout: float = 20) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _wait_healthy(url: str, api: subprocess.Popen, service: LiveService, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if api.poll() is not None:
+            raise RuntimeError(f"the API exited with {api.returncode}:\n{service.log_tail()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API did not answer within {timeout}s:\n{service.log_tail()}")

@@ -1,0 +1,128 @@
+"""A tiny chat model and a learnable toy dataset, built offline in about a second.
+
+The trainer tests and the end-to-end tests need a real base model directory (config, safetensors
+weights, fast tokenizer with a chat template) without touching the Hugging Face hub, and a dataset
+whose loss visibly falls after a few epochs on that model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "<pad>"]
+
+SYSTEM_PROMPT = "You are a fruit expert. Answer with one word."
+# One fixed answer per fruit: the model only has to learn a lookup, which a 2-layer model does in a
+# few epochs, so a falling loss proves that the trainer really trains.
+FRUIT_COLOURS = {
+    "apple": "red",
+    "banana": "yellow",
+    "lime": "green",
+    "plum": "purple",
+    "orange": "orange",
+    "blueberry": "blue",
+    "coconut": "brown",
+    "lychee": "pink",
+}
+
+
+def toy_chat_examples(n: int) -> list[dict[str, Any]]:
+    """`n` chat examples in OpenAI's fine-tuning format, cycling through the fruit table."""
+    fruits = list(FRUIT_COLOURS)
+    examples = []
+    for index in range(n):
+        fruit = fruits[index % len(fruits)]
+        examples.append(
+            {
+                "messages": [
+                    {"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": f"What colour is a {fruit}?"},
+                    {"role": "assistant", "content": FRUIT_COLOURS[fruit]},
+                ]
+            }
+        )
+    return examples
+
+
+def write_jsonl(path: Path, examples: list[dict[str, Any]]) -> Path:
+    """Write `examples` one JSON object a line, as a user would upload them."""
+    path.write_text("".join(json.dumps(example) + "\n" for example in examples), encoding="utf-8")
+    return path
+
+
+def _tokenizer_corpus() -> list[str]:
+    # The toy conversations plus a little general text, so that the BPE learns whole words for the toy
+    # data (short sequences, fast tests) and still covers anything else byte by byte.
+    corpus = [SYSTEM_PROMPT, "system", "user", "assistant", "tool", "What colour is a"]
+    for fruit, colour in FRUIT_COLOURS.items():
+        corpus += [f"What colour is a {fruit}?", colour, f"The {fruit} is {colour}."]
+    corpus += [
+        "The quick brown fox jumps over the lazy dog.",
+        "Hello, how are you today? I am fine, thank you.",
+        "Please answer the question with a short sentence.",
+    ]
+    return corpus
+
+
+def build_tiny_tokenizer() -> Any:
+    """A byte-level BPE fast tokenizer with ChatML special tokens and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        chat_template=CHATML_TEMPLATE,
+        model_max_length=512,
+    )
+
+
+def build_tiny_chat_model(directory: Path) -> Path:
+    """Save a random 2-layer Llama and its tokenizer under `directory`; return the directory."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer()
+    eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad_id = tokenizer.convert_tokens_to_ids("<pad>")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=None,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        tie_word_embeddings=False,
+        # Larger than the default 0.02: with a frozen, tiny lm_head, logits can't move far enough for the
+        # loss to fall visibly within a few LoRA steps.
+        initializer_range=0.1,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
