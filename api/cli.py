@@ -13,13 +13,21 @@ from pathlib import Path
 from api.config import Settings
 
 
+class ConfigurationError(Exception):
+    """A setting a person must change; printed without a traceback."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    return args.run(args) or 0
+    try:
+        return args.run(args) or 0
+    except ConfigurationError as exc:
+        print(f"tunery: {exc}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -156,10 +164,12 @@ def _serve_http(settings: Settings, key: str) -> None:
 
 def _bootstrap_key(settings: Settings) -> str:
     """The key to print: TUNERY_API_KEY when set, else the one this data directory was given before."""
-    from api.auth.service import create_key, register_key
+    from api.auth.service import MIN_KEY_LENGTH, create_key, register_key
 
     with _session() as session:
         if settings.api_key:
+            if len(settings.api_key) < MIN_KEY_LENGTH:
+                raise ConfigurationError(f"TUNERY_API_KEY must be at least {MIN_KEY_LENGTH} characters long")
             register_key(session, settings.api_key)
             return settings.api_key
         if settings.api_key_file.is_file():

@@ -16,6 +16,7 @@ from api.tables import ApiKey, Project
 
 DEFAULT_PROJECT = "default"
 KEY_PREFIX = "tun-"
+MIN_KEY_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ def register_key(
     session: Session, key: str, project_name: str = DEFAULT_PROJECT, *, is_admin: bool = False
 ) -> None:
     """Accept a key chosen elsewhere (TUNERY_API_KEY). Registering the same key twice is a no-op."""
-    if len(key) < 16:
-        raise ValueError("an API key must be at least 16 characters long")
+    if len(key) < MIN_KEY_LENGTH:
+        raise ValueError(f"an API key must be at least {MIN_KEY_LENGTH} characters long")
     if repository.key_by_hash(session, hash_key(key)) is not None:
         return
     project = ensure_project(session, project_name)

@@ -127,3 +127,14 @@ def _get_when_up(url: str, key: str) -> httpx.Response:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_a_short_api_key_is_refused_with_a_message(fresh_settings: Settings) -> None:
+    tunery(fresh_settings, "migrate")
+    env = service_env(fresh_settings, api_key="short", port=free_port())
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "api"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "TUNERY_API_KEY must be at least 16 characters long" in result.stderr
+    assert "Traceback" not in result.stderr

