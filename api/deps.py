@@ -10,19 +10,13 @@ from sqlalchemy.orm import Session
 
 from api.auth.service import Caller, authenticate
 from api.config import Settings
+from api.db import session_scope
 
 
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request: commit when the endpoint returns, roll back when it raises."""
-    session: Session = request.app.state.sessionmaker()
-    try:
+    with session_scope(request.app.state.sessionmaker) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_settings(request: Request) -> Settings:

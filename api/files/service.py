@@ -41,49 +41,41 @@ def upload(
         ) from None
     try:
         _check_fine_tune_file(blob)
-        row = File(
-            id=new_id("file-"),
-            project_pk=project.pk,
-            filename=Path(filename or "upload.jsonl").name[:512],
-            purpose=purpose,
-            bytes=blob.bytes,
-            sha256=blob.sha256,
-            status="processed",
-            status_details=None,
-            storage_key="",
-            created_at=clock.now(),
-        )
-        row.storage_key = f"{project.id}/{row.id}"
-        repository.add(session, row)
-        storage.publish(blob, row.storage_key)
+        return _publish(session, storage, blob, project.pk, Path(filename or "upload.jsonl").name, purpose)
     except BaseException:
         storage.discard(blob)
         raise
-    return row
 
 
 def store_result(session: Session, storage: FileStorage, project_pk: int, source: Path) -> File:
     """Keep a file the worker produced (the step metrics CSV) as a file of the job's project."""
     blob = storage.stage_copy(source)
+    try:
+        return _publish(session, storage, blob, project_pk, source.name, RESULTS_PURPOSE)
+    except BaseException:
+        storage.discard(blob)
+        raise
+
+
+def _publish(
+    session: Session, storage: FileStorage, blob: StagedBlob, project_pk: int, filename: str, purpose: str
+) -> File:
+    """Record a staged blob as a file and move it under its key; the caller discards it on failure."""
+    file_id = new_id("file-")
     row = File(
-        id=new_id("file-"),
+        id=file_id,
         project_pk=project_pk,
-        filename=source.name,
-        purpose=RESULTS_PURPOSE,
+        filename=filename[:512],
+        purpose=purpose,
         bytes=blob.bytes,
         sha256=blob.sha256,
         status="processed",
         status_details=None,
-        storage_key="",
+        storage_key=f"{project_pk}/{file_id}",
         created_at=clock.now(),
     )
-    row.storage_key = f"results/{row.id}"
-    try:
-        repository.add(session, row)
-        storage.publish(blob, row.storage_key)
-    except BaseException:
-        storage.discard(blob)
-        raise
+    repository.add(session, row)
+    storage.publish(blob, row.storage_key)
     return row
 
 
