@@ -57,6 +57,22 @@ def run_trainer(spec_path: Path) -> TrainerRun:
     return TrainerRun(returncode=completed.returncode, events=events, stderr=completed.stderr)
 
 
+def write_one_epoch_spec(directory: Path, model_dir: Path, training_file: Path) -> TrainingSpec:
+    """A spec for a run expected to fail on its data, written to directory/spec.json."""
+    spec = TrainingSpec(
+        job_id="ftjob-failing",
+        base_model_dir=str(model_dir),
+        training_file=str(training_file),
+        output_dir=str(directory / "out"),
+        n_epochs=1,
+        batch_size=1,
+        learning_rate=1e-3,
+        seed=0,
+    )
+    spec.write(directory / "spec.json")
+    return spec
+
+
 def train(directory: Path, model_dir: Path, n_train: int, n_epochs: int, n_valid: int = 0) -> TrainerRun:
     directory.mkdir(parents=True, exist_ok=True)
     spec = TrainingSpec(
@@ -134,17 +150,7 @@ class TestProtocol:
         assert sum(last_epoch) / 4 < 0.75 * sum(first_epoch) / 4, losses
 
     def test_missing_training_file_fails_with_its_code(self, tmp_path, model_dir):
-        spec = TrainingSpec(
-            job_id="ftjob-missing",
-            base_model_dir=str(model_dir),
-            training_file=str(tmp_path / "absent.jsonl"),
-            output_dir=str(tmp_path / "out"),
-            n_epochs=1,
-            batch_size=1,
-            learning_rate=1e-3,
-            seed=0,
-        )
-        spec.write(tmp_path / "spec.json")
+        spec = write_one_epoch_spec(tmp_path, model_dir, tmp_path / "absent.jsonl")
 
         run = run_trainer(tmp_path / "spec.json")
 
@@ -169,17 +175,7 @@ class TestProtocol:
         training_file = write_jsonl(tmp_path / "train.jsonl", toy_chat_examples(2))
         with open(training_file, "a") as lines:
             lines.write('{"messages": [{"role": "user", "content": "no answer"}]}\n')
-        spec = TrainingSpec(
-            job_id="ftjob-bad-line",
-            base_model_dir=str(model_dir),
-            training_file=str(training_file),
-            output_dir=str(tmp_path / "out"),
-            n_epochs=1,
-            batch_size=1,
-            learning_rate=1e-3,
-            seed=0,
-        )
-        spec.write(tmp_path / "spec.json")
+        write_one_epoch_spec(tmp_path, model_dir, training_file)
 
         run = run_trainer(tmp_path / "spec.json")
 
