@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.checkpoints.endpoints import router as checkpoints_router
 from api.config import Settings
 from api.db import make_engine, make_sessionmaker
 from api.errors import TuneryError, describe_validation_error, error_body
@@ -17,6 +18,7 @@ from api.files.storage import FileStorage
 from api.fine_tuning.endpoints import router as jobs_router
 from api.models.endpoints import router as models_router
 from api.models.store import ModelStore
+from api.upload_limit import UploadLimit
 
 log = logging.getLogger("tunery.api")
 
@@ -37,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(files_router)
     app.include_router(jobs_router)
+    app.include_router(checkpoints_router)
     app.include_router(models_router)
 
     @app.get("/healthz", include_in_schema=False)
@@ -44,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     _install_error_handlers(app)
+    app.add_middleware(UploadLimit, max_body_bytes=settings.max_upload_bytes)
     return app
 
 

@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--project", default="default")
     create.add_argument("--admin", action="store_true", help="a key that sees every project")
     create.set_defaults(run=cmd_keys_create)
+    listing_keys = keys.add_parser("list", help="list keys (their ids and first characters, never the keys)")
+    listing_keys.set_defaults(run=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by its id (key_...); it answers 401 from then on")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=cmd_keys_revoke)
 
     models = commands.add_parser("models", help="base models").add_subparsers(title="models commands")
     imp = models.add_parser("import", help="import a model directory or a .gguf file into the store")
@@ -79,6 +84,31 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
     with _session() as session:
         key = create_key(session, args.project, is_admin=args.admin)
     print(key)
+
+
+def cmd_keys_list(_args: argparse.Namespace) -> None:
+    from api.auth.service import list_keys
+
+    with _session() as session:
+        for row in list_keys(session):
+            state = "revoked" if row.revoked_at else "active"
+            role = "admin" if row.is_admin else "member"
+            print(
+                f"{row.id}\t{row.display_prefix}...\t{row.project.name} ({row.project.id})\t{role}\t{state}"
+            )
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from api.auth.service import revoke_key
+
+    with _session() as session:
+        try:
+            row = revoke_key(session, args.key_id)
+        except LookupError as error:
+            print(f"tunery: {error}", file=sys.stderr)
+            return 1
+    print(f"revoked {row.id}")
+    return 0
 
 
 def cmd_models_import(args: argparse.Namespace) -> int:
@@ -167,6 +197,12 @@ def _bootstrap_key(settings: Settings) -> str:
     from api.auth.service import MIN_KEY_LENGTH, create_key, register_key
 
     with _session() as session:
+        if settings.admin_key:
+            if len(settings.admin_key) < MIN_KEY_LENGTH:
+                raise ConfigurationError(
+                    f"TUNERY_ADMIN_KEY must be at least {MIN_KEY_LENGTH} characters long"
+                )
+            register_key(session, settings.admin_key, is_admin=True)
         if settings.api_key:
             if len(settings.api_key) < MIN_KEY_LENGTH:
                 raise ConfigurationError(f"TUNERY_API_KEY must be at least {MIN_KEY_LENGTH} characters long")

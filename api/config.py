@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         description="A key the API accepts for the default project. Unset: `tunery serve` makes one "
         "and keeps it in DATA_DIR/api-key.",
     )
+    admin_key: str | None = Field(
+        default=None,
+        description="A key that sees every project (the ops dashboard's). Unset: no admin key unless one "
+        "is made with `tunery keys create --admin`.",
+    )
     model_store: Path | None = Field(
         default=None, description="Directory of base models. Unset: DATA_DIR/models."
     )

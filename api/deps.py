@@ -27,8 +27,12 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_caller(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    return authenticate(session, authorization)
+def get_caller(
+    session: SessionDep,
+    authorization: Annotated[str | None, Header()] = None,
+    openai_project: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    return authenticate(session, authorization, openai_project)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

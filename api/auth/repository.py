@@ -23,3 +23,19 @@ def active_key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
 
 def key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
     return session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+
+
+def project_by_id(session: Session, project_id: str) -> Project | None:
+    return session.scalar(select(Project).where(Project.id == project_id))
+
+
+def projects_by_ids(session: Session, project_ids: list[str]) -> list[Project]:
+    return list(session.scalars(select(Project).where(Project.id.in_(project_ids))))
+
+
+def key_by_id(session: Session, key_id: str) -> ApiKey | None:
+    return session.scalar(select(ApiKey).where(ApiKey.id == key_id))
+
+
+def all_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.pk)))

@@ -21,10 +21,20 @@ MIN_KEY_LENGTH = 16
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the project a key belongs to."""
+    """Who is calling: the project its key belongs to, and whether it may see every project.
+
+    An admin key sees all projects unless it names one with the `OpenAI-Project` header (the SDK's
+    `project=`); objects it creates go to the project it acts in.
+    """
 
     project: Project
-    is_admin: bool
+    is_admin: bool = False
+    sees_all_projects: bool = False
+
+    @property
+    def scope(self) -> int | None:
+        """The project pk every query is limited to; None for an admin looking across projects."""
+        return None if self.sees_all_projects else self.project.pk
 
 
 def hash_key(key: str) -> str:
@@ -69,7 +79,7 @@ def register_key(
     )
 
 
-def authenticate(session: Session, authorization: str | None) -> Caller:
+def authenticate(session: Session, authorization: str | None, project_header: str | None = None) -> Caller:
     if not authorization:
         raise AuthenticationFailed(
             "You didn't provide an API key. Send it as an 'Authorization: Bearer <key>' header."
@@ -82,4 +92,29 @@ def authenticate(session: Session, authorization: str | None) -> Caller:
     if row is None:
         # Never echo the key: it may be a real secret pasted into the wrong place.
         raise AuthenticationFailed("Incorrect API key provided.")
-    return Caller(project=row.project, is_admin=row.is_admin)
+    if not project_header:
+        return Caller(project=row.project, is_admin=row.is_admin, sees_all_projects=row.is_admin)
+    if project_header == row.project.id:
+        return Caller(project=row.project, is_admin=row.is_admin)
+    named = repository.project_by_id(session, project_header) if row.is_admin else None
+    if named is None:
+        # The same answer for a project that does not exist and one the key may not act in.
+        raise AuthenticationFailed(
+            f"The OpenAI-Project header names project {project_header!r}, which this key does not belong to.",
+            code="mismatched_project",
+        )
+    return Caller(project=named, is_admin=True)
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return repository.all_keys(session)
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey:
+    """Revoke by the key's id (key_...), or by the key itself; a revoked key answers 401 from then on."""
+    row = repository.key_by_id(session, key_id) or repository.key_by_hash(session, hash_key(key_id))
+    if row is None:
+        raise LookupError(f"no API key {key_id!r}")
+    if row.revoked_at is None:
+        row.revoked_at = clock.now()
+    return row

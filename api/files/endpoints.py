@@ -31,6 +31,9 @@ def create_file(
     settings: SettingsDep,
     file: Annotated[UploadFile, Form()],
     purpose: Annotated[str, Form()],
+    # The SDK flattens expires_after={"anchor", "seconds"} into these two form fields.
+    expires_after_anchor: Annotated[Literal["created_at"] | None, Form(alias="expires_after[anchor]")] = None,
+    expires_after_seconds: Annotated[int | None, Form(alias="expires_after[seconds]")] = None,
 ) -> FileObject:
     row = service.upload(
         session,
@@ -40,6 +43,7 @@ def create_file(
         filename=file.filename or "upload.jsonl",
         purpose=purpose,
         max_bytes=settings.max_upload_bytes,
+        expires_after_seconds=expires_after_seconds,
     )
     return FileObject.of(row)
 
@@ -54,19 +58,19 @@ def list_files(
     order: Literal["asc", "desc"] = "desc",
 ) -> Page[FileObject]:
     rows, has_more = service.list_page(
-        session, caller.project, purpose=purpose, after=after, limit=limit, order=order
+        session, caller, purpose=purpose, after=after, limit=limit, order=order
     )
     return Page.of([FileObject.of(row) for row in rows], has_more)
 
 
 @router.get("/{file_id}", response_model=FileObject)
 def retrieve_file(session: SessionDep, caller: CallerDep, file_id: str) -> FileObject:
-    return FileObject.of(service.get(session, caller.project, file_id))
+    return FileObject.of(service.get(session, caller, file_id))
 
 
 @router.delete("/{file_id}", response_model=FileDeleted)
 def delete_file(session: SessionDep, caller: CallerDep, storage: StorageDep, file_id: str) -> FileDeleted:
-    row = service.delete(session, caller.project, file_id)
+    row = service.delete(session, caller, file_id)
     session.commit()  # the row goes first: a blob without a row is garbage, a row without a blob is a 500
     storage.delete(row.storage_key)
     return FileDeleted(id=file_id, deleted=True)
@@ -76,7 +80,7 @@ def delete_file(session: SessionDep, caller: CallerDep, storage: StorageDep, fil
 def retrieve_file_content(
     session: SessionDep, caller: CallerDep, storage: StorageDep, file_id: str
 ) -> FileResponse:
-    row = service.get(session, caller.project, file_id)
+    row = service.get(session, caller, file_id)
     return FileResponse(
         storage.path(row.storage_key), media_type="application/octet-stream", filename=row.filename
     )

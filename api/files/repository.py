@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
+from api import clock
 from api.tables import File
+
+
+def visible(query: Select[Any], scope: int | None) -> Select[Any]:
+    """Files of the caller's project (all projects for scope None) that have not expired."""
+    if scope is not None:
+        query = query.where(File.project_pk == scope)
+    return query.where(or_(File.expires_at.is_(None), File.expires_at > clock.now()))
 
 
 def add(session: Session, row: File) -> None:
@@ -13,8 +23,8 @@ def add(session: Session, row: File) -> None:
     session.flush()
 
 
-def get(session: Session, project_pk: int, file_id: str) -> File | None:
-    return session.scalar(select(File).where(File.id == file_id, File.project_pk == project_pk))
+def get(session: Session, scope: int | None, file_id: str) -> File | None:
+    return session.scalar(visible(select(File).where(File.id == file_id), scope))
 
 
 def get_any_project(session: Session, file_id: str) -> File | None:
@@ -24,7 +34,7 @@ def get_any_project(session: Session, file_id: str) -> File | None:
 
 def page(
     session: Session,
-    project_pk: int,
+    scope: int | None,
     *,
     purpose: str | None,
     after: File | None,
@@ -32,7 +42,7 @@ def page(
     newest_first: bool,
 ) -> list[File]:
     """One page plus one row more, so the caller can tell whether more follow."""
-    query = select(File).where(File.project_pk == project_pk)
+    query = visible(select(File), scope)
     if purpose:
         query = query.where(File.purpose == purpose)
     if after is not None:

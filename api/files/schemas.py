@@ -33,6 +33,7 @@ class FileObject(BaseModel):
             purpose=row.purpose,  # type: ignore[arg-type]
             status=row.status,  # type: ignore[arg-type]
             status_details=row.status_details,
+            expires_at=row.expires_at,
         )
 
 

@@ -8,6 +8,7 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from api import clock
+from api.auth.service import Caller
 from api.errors import InvalidRequest, NotFound, PayloadTooLarge
 from api.files import repository
 from api.files.storage import FileStorage, StagedBlob, TooLarge
@@ -17,6 +18,9 @@ from api.tables import File, Project
 
 UPLOAD_PURPOSES = ("fine-tune",)
 RESULTS_PURPOSE = "fine-tune-results"
+# OpenAI's bounds on expires_after.seconds: an hour to thirty days.
+MIN_EXPIRY_SECONDS = 3600
+MAX_EXPIRY_SECONDS = 30 * 24 * 3600
 
 
 def upload(
@@ -28,7 +32,15 @@ def upload(
     filename: str,
     purpose: str,
     max_bytes: int,
+    expires_after_seconds: int | None = None,
 ) -> File:
+    if expires_after_seconds is not None and not (
+        MIN_EXPIRY_SECONDS <= expires_after_seconds <= MAX_EXPIRY_SECONDS
+    ):
+        raise InvalidRequest(
+            f"expires_after.seconds must be between {MIN_EXPIRY_SECONDS} and {MAX_EXPIRY_SECONDS}",
+            param="expires_after.seconds",
+        )
     if purpose not in UPLOAD_PURPOSES:
         raise InvalidRequest(
             f"purpose must be one of {', '.join(UPLOAD_PURPOSES)}, not {purpose!r}", param="purpose"
@@ -41,7 +53,10 @@ def upload(
         ) from None
     try:
         _check_fine_tune_file(blob)
-        return _publish(session, storage, blob, project.pk, Path(filename or "upload.jsonl").name, purpose)
+        row = _publish(session, storage, blob, project.pk, Path(filename or "upload.jsonl").name, purpose)
+        if expires_after_seconds is not None:
+            row.expires_at = row.created_at + expires_after_seconds
+        return row
     except BaseException:
         storage.discard(blob)
         raise
@@ -79,26 +94,26 @@ def _publish(
     return row
 
 
-def get(session: Session, project: Project, file_id: str) -> File:
-    row = repository.get(session, project.pk, file_id)
+def get(session: Session, caller: Caller, file_id: str) -> File:
+    row = repository.get(session, caller.scope, file_id)
     if row is None:
         raise NotFound(f"No such File object: {file_id}", param="id")
     return row
 
 
-def delete(session: Session, project: Project, file_id: str) -> File:
+def delete(session: Session, caller: Caller, file_id: str) -> File:
     """Remove the row; the caller removes the bytes once that is committed."""
-    row = get(session, project, file_id)
+    row = get(session, caller, file_id)
     repository.delete(session, row)
     return row
 
 
 def list_page(
-    session: Session, project: Project, *, purpose: str | None, after: str | None, limit: int, order: str
+    session: Session, caller: Caller, *, purpose: str | None, after: str | None, limit: int, order: str
 ) -> tuple[list[File], bool]:
-    cursor = get(session, project, after) if after else None
+    cursor = get(session, caller, after) if after else None
     rows = repository.page(
-        session, project.pk, purpose=purpose, after=cursor, limit=limit, newest_first=order == "desc"
+        session, caller.scope, purpose=purpose, after=cursor, limit=limit, newest_first=order == "desc"
     )
     return rows[:limit], len(rows) > limit
 

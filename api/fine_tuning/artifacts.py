@@ -15,3 +15,11 @@ def adapter_dir(settings: Settings, job_id: str) -> Path:
 
 def adapter_archive(settings: Settings, job_id: str) -> Path:
     return job_artifacts_dir(settings, job_id) / "adapter.tar.gz"
+
+
+def checkpoint_dir(settings: Settings, job_id: str, step: int) -> Path:
+    return job_artifacts_dir(settings, job_id) / "checkpoints" / f"step-{step}"
+
+
+def checkpoint_archive(settings: Settings, job_id: str, step: int) -> Path:
+    return job_artifacts_dir(settings, job_id) / "checkpoints" / f"step-{step}.tar.gz"

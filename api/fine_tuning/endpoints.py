@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from api import queue
+from api.checkpoints import repository as checkpoints
 from api.deps import CallerDep, SessionDep, SettingsDep
-from api.errors import NotFound
+from api.errors import InvalidRequest, NotFound
 from api.fine_tuning import artifacts, service
 from api.fine_tuning.schemas import FineTuningJobEventObject, FineTuningJobObject, JobCreate
 from api.models.endpoints import ModelStoreDep
@@ -17,12 +19,15 @@ from api.pagination import Page
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
+# The SDK sends metadata={"k": "v"} as the query parameter metadata[k]=v.
+METADATA_PARAM = re.compile(r"^metadata\[(.{1,64})\]$")
+
 
 @router.post("", response_model=FineTuningJobObject)
 def create_job(
     session: SessionDep, caller: CallerDep, settings: SettingsDep, store: ModelStoreDep, body: JobCreate
 ) -> FineTuningJobObject:
-    job = service.create_job(session, store, caller.project, body)
+    job = service.create_job(session, store, caller, body)
     # The message goes out only once the job is committed: a worker must find the row it names.
     session.commit()
     queue.enqueue(settings, queue.VALIDATE_JOB, job.id)
@@ -31,18 +36,40 @@ def create_job(
 
 @router.get("", response_model=Page[FineTuningJobObject])
 def list_jobs(
+    request: Request,
     session: SessionDep,
     caller: CallerDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Page[FineTuningJobObject]:
-    rows, has_more = service.list_jobs(session, caller.project, after=after, limit=limit)
+    metadata = _metadata_filters(request)
+    rows, has_more = service.list_jobs(session, caller, after=after, limit=limit, metadata=metadata)
     return Page.of([FineTuningJobObject.of(job) for job in rows], has_more)
 
 
 @router.get("/{job_id}", response_model=FineTuningJobObject)
 def retrieve_job(session: SessionDep, caller: CallerDep, job_id: str) -> FineTuningJobObject:
-    return FineTuningJobObject.of(service.get_job(session, caller.project, job_id))
+    return FineTuningJobObject.of(service.get_job(session, caller, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=FineTuningJobObject)
+def cancel_job(session: SessionDep, caller: CallerDep, job_id: str) -> FineTuningJobObject:
+    return FineTuningJobObject.of(service.cancel_job(session, caller, job_id))
+
+
+@router.post("/{job_id}/pause", response_model=FineTuningJobObject)
+def pause_job(session: SessionDep, caller: CallerDep, job_id: str) -> FineTuningJobObject:
+    return FineTuningJobObject.of(service.pause_job(session, caller, job_id))
+
+
+@router.post("/{job_id}/resume", response_model=FineTuningJobObject)
+def resume_job(
+    session: SessionDep, caller: CallerDep, settings: SettingsDep, job_id: str
+) -> FineTuningJobObject:
+    job = service.resume_job(session, caller, job_id)
+    session.commit()
+    queue.enqueue(settings, queue.RUN_JOB, job.id)
+    return FineTuningJobObject.of(job)
 
 
 @router.get("/{job_id}/events", response_model=Page[FineTuningJobEventObject])
@@ -53,17 +80,44 @@ def list_job_events(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> Page[FineTuningJobEventObject]:
-    rows, has_more = service.list_events(session, caller.project, job_id, after=after, limit=limit)
+    rows, has_more = service.list_events(session, caller, job_id, after=after, limit=limit)
     return Page.of([FineTuningJobEventObject.of(event) for event in rows], has_more)
 
 
 @router.get("/{job_id}/adapter", response_class=FileResponse)
 def download_adapter(
-    session: SessionDep, caller: CallerDep, settings: SettingsDep, job_id: str
+    session: SessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    job_id: str,
+    checkpoint: Annotated[str | None, Query(description="A checkpoint id (ftckpt_...) of this job.")] = None,
 ) -> FileResponse:
-    """Tunery's extension: the trained adapter directory as a .tar.gz (PEFT format)."""
-    job = service.get_job(session, caller.project, job_id)
-    archive = artifacts.adapter_archive(settings, job.id)
-    if job.fine_tuned_model is None or not archive.is_file():
-        raise NotFound(f"Fine-tuning job {job_id} has no adapter (status: {job.status}).", param="job_id")
-    return FileResponse(archive, media_type="application/gzip", filename=f"{job.id}-adapter.tar.gz")
+    """Tunery's extension: the trained adapter (or a checkpoint's) as a .tar.gz in PEFT format."""
+    job = service.get_job(session, caller, job_id)
+    if checkpoint is not None:
+        row = checkpoints.get_in_job(session, job.pk, checkpoint)
+        if row is None:
+            raise NotFound(f"No checkpoint {checkpoint} in fine-tuning job {job_id}", param="checkpoint")
+        archive = artifacts.checkpoint_archive(settings, job.id, row.step_number)
+        name = f"{job.id}-step-{row.step_number}-adapter.tar.gz"
+    else:
+        archive = artifacts.adapter_archive(settings, job.id)
+        name = f"{job.id}-adapter.tar.gz"
+        if job.fine_tuned_model is None or job.model_deleted_at is not None:
+            archive = archive.with_name("missing")
+    if not archive.is_file():
+        raise NotFound(
+            f"Fine-tuning job {job_id} has no such adapter (status: {job.status}).", param="job_id"
+        )
+    return FileResponse(archive, media_type="application/gzip", filename=name)
+
+
+def _metadata_filters(request: Request) -> dict[str, str]:
+    filters = {}
+    for name, value in request.query_params.multi_items():
+        match = METADATA_PARAM.match(name)
+        if match:
+            filters[match.group(1)] = value
+        elif name.startswith("metadata"):
+            raise InvalidRequest(f"Filter by metadata as metadata[key]=value, not {name!r}.", param=name)
+    return filters

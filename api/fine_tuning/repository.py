@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from api import clock
@@ -17,10 +17,13 @@ def add(session: Session, job: FineTuningJob) -> None:
     session.flush()
 
 
-def get(session: Session, project_pk: int, job_id: str) -> FineTuningJob | None:
-    return session.scalar(
-        select(FineTuningJob).where(FineTuningJob.id == job_id, FineTuningJob.project_pk == project_pk)
-    )
+def scoped(query: Select[Any], scope: int | None) -> Select[Any]:
+    """Limit a query on jobs to one project; scope None (an admin across projects) leaves it whole."""
+    return query if scope is None else query.where(FineTuningJob.project_pk == scope)
+
+
+def get(session: Session, scope: int | None, job_id: str) -> FineTuningJob | None:
+    return session.scalar(scoped(select(FineTuningJob).where(FineTuningJob.id == job_id), scope))
 
 
 def get_for_update(session: Session, job_id: str) -> FineTuningJob | None:
@@ -31,28 +34,36 @@ def get_for_update(session: Session, job_id: str) -> FineTuningJob | None:
 
 
 def page(
-    session: Session, project_pk: int, *, after: FineTuningJob | None, limit: int
+    session: Session,
+    scope: int | None,
+    *,
+    after: FineTuningJob | None,
+    limit: int,
+    metadata: dict[str, str] | None = None,
 ) -> list[FineTuningJob]:
     """Newest first; one row more than asked, to tell whether more follow."""
-    query = select(FineTuningJob).where(FineTuningJob.project_pk == project_pk)
+    query = scoped(select(FineTuningJob), scope)
+    for key, value in (metadata or {}).items():
+        # json_extract on SQLite, ->> on Postgres: the same expression on both.
+        query = query.where(FineTuningJob.job_metadata[key].as_string() == value)
     if after is not None:
         query = query.where(FineTuningJob.pk < after.pk)
     return list(session.scalars(query.order_by(FineTuningJob.pk.desc()).limit(limit + 1)))
 
 
-def by_fine_tuned_model(session: Session, project_pk: int, model: str) -> FineTuningJob | None:
-    return session.scalar(
-        select(FineTuningJob).where(
-            FineTuningJob.fine_tuned_model == model, FineTuningJob.project_pk == project_pk
-        )
-    )
-
-
-def with_fine_tuned_models(session: Session, project_pk: int) -> list[FineTuningJob]:
+def by_fine_tuned_model(session: Session, scope: int | None, model: str) -> FineTuningJob | None:
+    """The job whose fine-tuned model this is, while the model exists (not deleted)."""
     query = select(FineTuningJob).where(
-        FineTuningJob.project_pk == project_pk, FineTuningJob.fine_tuned_model.is_not(None)
+        FineTuningJob.fine_tuned_model == model, FineTuningJob.model_deleted_at.is_(None)
     )
-    return list(session.scalars(query.order_by(FineTuningJob.pk)))
+    return session.scalar(scoped(query, scope))
+
+
+def with_fine_tuned_models(session: Session, scope: int | None) -> list[FineTuningJob]:
+    query = select(FineTuningJob).where(
+        FineTuningJob.fine_tuned_model.is_not(None), FineTuningJob.model_deleted_at.is_(None)
+    )
+    return list(session.scalars(scoped(query, scope).order_by(FineTuningJob.pk)))
 
 
 def add_event(

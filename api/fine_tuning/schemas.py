@@ -26,15 +26,55 @@ class HyperparametersIn(Strict):
     learning_rate_multiplier: LearningRateMultiplier = "auto"
 
 
+Beta = Auto | Annotated[float, Field(gt=0, le=2)]
+
+
+class DpoHyperparametersIn(HyperparametersIn):
+    beta: Beta = Field(default="auto", description="How far the policy may move from the reference.")
+
+
 class SupervisedIn(Strict):
     hyperparameters: HyperparametersIn | None = None
 
 
+class DpoIn(Strict):
+    hyperparameters: DpoHyperparametersIn | None = None
+
+
+class ClassificationIn(Strict):
+    """Tunery's extension: a sequence classifier trained on `{"text", "label"}` lines."""
+
+    hyperparameters: HyperparametersIn | None = None
+
+
 class MethodIn(Strict):
-    type: Literal["supervised", "dpo", "reinforcement"]
+    type: Literal["supervised", "dpo", "classification", "reinforcement"]
     supervised: SupervisedIn | None = None
-    dpo: dict[str, Any] | None = None
+    dpo: DpoIn | None = None
+    classification: ClassificationIn | None = None
     reinforcement: dict[str, Any] | None = None
+
+    def given_hyperparameters(self) -> HyperparametersIn | None:
+        """The hyperparameters under the method's own key; only that key may carry them."""
+        for other in ("supervised", "dpo", "classification", "reinforcement"):
+            if other != self.type and getattr(self, other) is not None:
+                raise ValueError(f"method.{other} given, but method.type is {self.type!r}")
+        section = getattr(self, self.type)
+        return getattr(section, "hyperparameters", None)
+
+
+class WandbIn(BaseModel):
+    project: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    entity: str | None = None
+    name: str | None = None
+    tags: list[Annotated[str, StringConstraints(max_length=64)]] | None = None
+
+
+class IntegrationIn(Strict):
+    """Accepted and stored as OpenAI does; Tunery reports nowhere else yet (see the README)."""
+
+    type: Literal["wandb"]
+    wandb: WandbIn
 
 
 class LoraRecipeIn(Strict):
@@ -64,7 +104,7 @@ class JobCreate(Strict):
     suffix: Suffix | None = None
     seed: Annotated[int, Field(ge=0, le=2147483647)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
-    integrations: list[dict[str, Any]] | None = None
+    integrations: Annotated[list[IntegrationIn], Field(max_length=16)] | None = None
     recipe: LoraRecipeIn | None = None
 
 
@@ -72,6 +112,15 @@ class Hyperparameters(BaseModel):
     batch_size: BatchSize
     learning_rate_multiplier: LearningRateMultiplier
     n_epochs: NEpochs
+
+
+def method_object(job: FineTuningJob) -> dict[str, Any]:
+    """The resolved method, as OpenAI returns it: {"type": t, t: {"hyperparameters": {...}}}."""
+    method_type = job.method["type"]
+    section: dict[str, Any] = {"hyperparameters": dict(job.hyperparameters)}
+    if method_type == "classification" and job.method.get("labels"):
+        section["labels"] = job.method["labels"]
+    return {"type": method_type, method_type: section}
 
 
 class JobError(BaseModel):
@@ -105,8 +154,9 @@ class FineTuningJobObject(BaseModel):
 
     @classmethod
     def of(cls, job: FineTuningJob) -> FineTuningJobObject:
-        hyperparameters = Hyperparameters(**job.hyperparameters)
-        method_type = job.method["type"]
+        hyperparameters = Hyperparameters(
+            **{name: job.hyperparameters[name] for name in Hyperparameters.model_fields}
+        )
         return cls(
             id=job.id,
             created_at=job.created_at,
@@ -125,7 +175,7 @@ class FineTuningJobObject(BaseModel):
             estimated_finish=job.estimated_finish,
             integrations=job.integrations,
             metadata=job.job_metadata,
-            method={"type": method_type, method_type: {"hyperparameters": hyperparameters.model_dump()}},
+            method=method_object(job),
             user_provided_suffix=job.suffix,
             recipe=job.recipe,
         )

@@ -1,48 +1,63 @@
-"""Creating, reading and listing fine-tuning jobs. Validation and training happen in the worker."""
+"""Fine-tuning jobs: create, read, list, and the user's controls (cancel, pause, resume).
+
+Validation and training happen in the worker. The controls only change the job row: the row is the
+truth, and the worker that runs the job watches it and stops its trainer when the row says so.
+"""
 
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from api import clock
+from api.auth.service import Caller
 from api.errors import InvalidRequest, NotFound
 from api.files import repository as files
 from api.fine_tuning import repository
-from api.fine_tuning.schemas import HyperparametersIn, JobCreate, LoraRecipeIn
-from api.fine_tuning.status import VALIDATING_FILES
+from api.fine_tuning.schemas import DpoHyperparametersIn, HyperparametersIn, JobCreate, LoraRecipeIn
+from api.fine_tuning.status import (
+    CANCELLED,
+    PAUSED,
+    QUEUED,
+    RUNNING,
+    TERMINAL,
+    VALIDATING_FILES,
+    InvalidTransition,
+    transition,
+)
 from api.ids import new_id
 from api.models.service import model_not_found
 from api.models.store import ModelStore
-from api.tables import FineTuningJob, FineTuningJobEvent, Project
+from api.tables import FineTuningJob, FineTuningJobEvent
 
-SUPPORTED_METHODS = ("supervised",)
+SUPPORTED_METHODS = ("supervised", "dpo", "classification")
 
 
-def create_job(session: Session, store: ModelStore, project: Project, request: JobCreate) -> FineTuningJob:
+def create_job(session: Session, store: ModelStore, caller: Caller, request: JobCreate) -> FineTuningJob:
     method_type, hyperparameters = _method_and_hyperparameters(request)
     if store.get(request.model) is None:
         raise model_not_found(request.model, param="model")
-    _check_file(session, project, request.training_file, "training_file")
+    _check_file(session, caller, request.training_file, "training_file")
     if request.validation_file:
-        _check_file(session, project, request.validation_file, "validation_file")
+        _check_file(session, caller, request.validation_file, "validation_file")
     recipe = request.recipe or LoraRecipeIn()
     job = FineTuningJob(
         id=new_id("ftjob-"),
-        project_pk=project.pk,
+        project_pk=caller.project.pk,
         model=request.model,
         training_file=request.training_file,
         validation_file=request.validation_file,
         status=VALIDATING_FILES,
-        hyperparameters=hyperparameters.model_dump(),
+        hyperparameters=hyperparameters,
         method={"type": method_type},
         recipe=recipe.model_dump(),
         seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
         suffix=request.suffix,
         job_metadata=request.metadata,
-        integrations=request.integrations,
+        integrations=[i.model_dump(exclude_none=True) for i in request.integrations]
+        if request.integrations is not None
+        else None,
         result_files=[],
         created_at=clock.now(),
     )
@@ -52,25 +67,25 @@ def create_job(session: Session, store: ModelStore, project: Project, request: J
     return job
 
 
-def get_job(session: Session, project: Project, job_id: str) -> FineTuningJob:
-    job = repository.get(session, project.pk, job_id)
+def get_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
+    job = repository.get(session, caller.scope, job_id)
     if job is None:
         raise NotFound(f"No fine-tuning job found with id {job_id}", param="fine_tuning_job_id")
     return job
 
 
 def list_jobs(
-    session: Session, project: Project, *, after: str | None, limit: int
+    session: Session, caller: Caller, *, after: str | None, limit: int, metadata: dict[str, str]
 ) -> tuple[list[FineTuningJob], bool]:
-    cursor = get_job(session, project, after) if after else None
-    rows = repository.page(session, project.pk, after=cursor, limit=limit)
+    cursor = get_job(session, caller, after) if after else None
+    rows = repository.page(session, caller.scope, after=cursor, limit=limit, metadata=metadata)
     return rows[:limit], len(rows) > limit
 
 
 def list_events(
-    session: Session, project: Project, job_id: str, *, after: str | None, limit: int
+    session: Session, caller: Caller, job_id: str, *, after: str | None, limit: int
 ) -> tuple[list[FineTuningJobEvent], bool]:
-    job = get_job(session, project, job_id)
+    job = get_job(session, caller, job_id)
     cursor = None
     if after:
         cursor = repository.get_event(session, job, after)
@@ -80,32 +95,75 @@ def list_events(
     return rows[:limit], len(rows) > limit
 
 
+def cancel_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
+    """Any job not yet finished can be cancelled; a running trainer is stopped by its worker."""
+    job = get_job(session, caller, job_id)
+    if job.status in TERMINAL:
+        # 400, not 409: the SDK retries a 409 by itself, and this can never succeed.
+        raise InvalidTransition(f"Job {job.id} has already {job.status} and cannot be cancelled.")
+    was_running = job.status == RUNNING
+    transition(session, job, CANCELLED, "Fine-tuning job cancelled by the user")
+    if was_running:
+        repository.add_event(session, job, "Stopping the trainer")
+    return job
+
+
+def pause_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
+    """A running job checkpoints and stops (its worker sees the row); a queued one waits."""
+    job = get_job(session, caller, job_id)
+    if job.status not in (RUNNING, QUEUED):
+        raise InvalidTransition(f"Job {job.id} is {job.status}: only a queued or running job can be paused.")
+    transition(session, job, PAUSED, "Fine-tuning job paused by the user; saving a checkpoint")
+    return job
+
+
+def resume_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
+    """Back to the queue; the next worker continues from the checkpoint the pause saved."""
+    job = get_job(session, caller, job_id)
+    if job.status != PAUSED:
+        raise InvalidTransition(f"Job {job.id} is {job.status}: only a paused job can be resumed.")
+    where = f" from step {job.resume_step}" if job.resume_step else ""
+    transition(session, job, QUEUED, f"Fine-tuning job resumed{where}")
+    return job
+
+
 def fine_tuned_model_name(job: FineTuningJob) -> str:
     """OpenAI's form: ft:{base}:{organization}:{suffix}:{id}, the suffix segment empty when absent."""
     return f"ft:{job.model}:{job.project.name}:{job.suffix or ''}:{job.id[-8:]}"
 
 
-def _method_and_hyperparameters(request: JobCreate) -> tuple[str, HyperparametersIn]:
+def checkpoint_model_name(job: FineTuningJob, step: int) -> str:
+    return f"{fine_tuned_model_name(job)}:ckpt-step-{step}"
+
+
+def _method_and_hyperparameters(request: JobCreate) -> tuple[str, dict[str, object]]:
     method = request.method
     if method is None:
-        return "supervised", request.hyperparameters or HyperparametersIn()
+        return "supervised", (request.hyperparameters or HyperparametersIn()).model_dump()
     if method.type not in SUPPORTED_METHODS:
         raise InvalidRequest(
             f"method.type {method.type!r} is not supported; supported: {', '.join(SUPPORTED_METHODS)}",
             param="method.type",
         )
-    given: Any = method.supervised.hyperparameters if method.supervised else None
+    try:
+        given = method.given_hyperparameters()
+    except ValueError as error:
+        raise InvalidRequest(str(error), param="method") from None
     if given is not None and request.hyperparameters is not None:
         raise InvalidRequest(
-            "Give hyperparameters either in method.supervised.hyperparameters or in the legacy top-level "
+            f"Give hyperparameters either in method.{method.type}.hyperparameters or in the legacy top-level "
             "hyperparameters, not both.",
             param="hyperparameters",
         )
-    return method.type, given or request.hyperparameters or HyperparametersIn()
+    if method.type == "dpo":
+        legacy = request.hyperparameters.model_dump() if request.hyperparameters else {}
+        return method.type, (given or DpoHyperparametersIn(**legacy)).model_dump()
+    return method.type, (given or request.hyperparameters or HyperparametersIn()).model_dump()
 
 
-def _check_file(session: Session, project: Project, file_id: str, param: str) -> None:
-    row = files.get(session, project.pk, file_id)
+def _check_file(session: Session, caller: Caller, file_id: str, param: str) -> None:
+    # Files are always the job's own project's, even for an admin acting across projects.
+    row = files.get(session, caller.project.pk, file_id)
     if row is None:
         raise InvalidRequest(f"invalid {param}: no such file {file_id}", param=param, code="file_not_found")
     if row.purpose != "fine-tune":

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from api.deps import CallerDep, SessionDep
+from api.deps import CallerDep, SessionDep, SettingsDep
 from api.models import service
-from api.models.schemas import ModelList, ModelObject
+from api.models.schemas import ModelDeleted, ModelList, ModelObject
 from api.models.store import ModelStore
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -23,11 +23,19 @@ ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
 
 @router.get("", response_model=ModelList)
 def list_models(session: SessionDep, caller: CallerDep, store: ModelStoreDep) -> ModelList:
-    return ModelList(data=service.list_models(session, store, caller.project))
+    return ModelList(data=service.list_models(session, store, caller))
 
 
 @router.get("/{model_id:path}", response_model=ModelObject)
 def retrieve_model(
     session: SessionDep, caller: CallerDep, store: ModelStoreDep, model_id: str
 ) -> ModelObject:
-    return service.get_model(session, store, caller.project, model_id)
+    return service.get_model(session, store, caller, model_id)
+
+
+@router.delete("/{model_id:path}", response_model=ModelDeleted)
+def delete_model(
+    session: SessionDep, caller: CallerDep, settings: SettingsDep, store: ModelStoreDep, model_id: str
+) -> ModelDeleted:
+    service.delete_model(session, settings, store, caller, model_id)
+    return ModelDeleted(id=model_id, deleted=True)

@@ -1,36 +1,65 @@
-"""Models a project can use: the shared base models, and the fine-tuned models of its own jobs."""
+"""Models a project can use: the shared base models, the fine-tuned models of its jobs, their
+checkpoints, and checkpoints other projects shared with it."""
 
 from __future__ import annotations
 
+import shutil
+
 from sqlalchemy.orm import Session
 
-from api.errors import NotFound
+from api import clock
+from api.auth.service import Caller
+from api.checkpoints import repository as checkpoints
+from api.config import Settings
+from api.errors import InvalidRequest, NotFound
+from api.fine_tuning import artifacts
 from api.fine_tuning import repository as jobs
 from api.models.schemas import ModelObject
 from api.models.store import ModelStore
-from api.tables import Project
+from api.tables import FineTuningCheckpoint, FineTuningJob
 
 BASE_OWNER = "tunery"
 
 
-def list_models(session: Session, store: ModelStore, project: Project) -> list[ModelObject]:
+def list_models(session: Session, store: ModelStore, caller: Caller) -> list[ModelObject]:
     base = [ModelObject(id=m.id, created=m.created, owned_by=BASE_OWNER) for m in store.list()]
-    tuned = [
-        ModelObject(id=job.fine_tuned_model, created=job.finished_at or job.created_at, owned_by=project.id)
-        for job in jobs.with_fine_tuned_models(session, project.pk)
-        if job.fine_tuned_model
-    ]
-    return base + tuned
+    tuned = [_tuned(job) for job in jobs.with_fine_tuned_models(session, caller.scope)]
+    saved = [_checkpoint(row) for row in checkpoints.usable(session, caller.scope)]
+    return base + tuned + saved
 
 
-def get_model(session: Session, store: ModelStore, project: Project, model_id: str) -> ModelObject:
+def get_model(session: Session, store: ModelStore, caller: Caller, model_id: str) -> ModelObject:
     entry = store.get(model_id)
     if entry is not None:
         return ModelObject(id=entry.id, created=entry.created, owned_by=BASE_OWNER)
-    job = jobs.by_fine_tuned_model(session, project.pk, model_id)
+    job = jobs.by_fine_tuned_model(session, caller.scope, model_id)
+    if job is not None:
+        return _tuned(job)
+    checkpoint = checkpoints.by_model_name(session, caller.scope, model_id)
+    if checkpoint is not None:
+        return _checkpoint(checkpoint)
+    raise model_not_found(model_id)
+
+
+def delete_model(
+    session: Session, settings: Settings, store: ModelStore, caller: Caller, model_id: str
+) -> None:
+    """Delete a fine-tuned model: its adapter goes, its job keeps the record (and the name)."""
+    job = jobs.by_fine_tuned_model(session, caller.scope, model_id)
     if job is None:
+        if store.get(model_id) is not None or checkpoints.by_model_name(session, caller.scope, model_id):
+            raise InvalidRequest(
+                f"The model '{model_id}' is not a fine-tuned model; only fine-tuned models can be deleted.",
+                param="model",
+                code="model_not_deletable",
+            )
         raise model_not_found(model_id)
-    return ModelObject(id=model_id, created=job.finished_at or job.created_at, owned_by=project.id)
+    job.model_deleted_at = clock.now()
+    jobs.add_event(session, job, f"Fine-tuned model deleted: {model_id}")
+    # Files after the row: removing the row first means a failure here leaves garbage, not a 500.
+    session.commit()
+    shutil.rmtree(artifacts.adapter_dir(settings, job.id), ignore_errors=True)
+    artifacts.adapter_archive(settings, job.id).unlink(missing_ok=True)
 
 
 def model_not_found(model_id: str, param: str | None = None) -> NotFound:
@@ -38,4 +67,17 @@ def model_not_found(model_id: str, param: str | None = None) -> NotFound:
         f"The model '{model_id}' does not exist or you do not have access to it.",
         param=param,
         code="model_not_found",
+    )
+
+
+def _tuned(job: FineTuningJob) -> ModelObject:
+    assert job.fine_tuned_model is not None
+    return ModelObject(
+        id=job.fine_tuned_model, created=job.finished_at or job.created_at, owned_by=job.project.id
+    )
+
+
+def _checkpoint(row: FineTuningCheckpoint) -> ModelObject:
+    return ModelObject(
+        id=row.fine_tuned_model_checkpoint, created=row.created_at, owned_by=row.job.project.id
     )

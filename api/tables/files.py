@@ -20,3 +20,5 @@ class File(Base):
     status_details: Mapped[str | None]
     storage_key: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[int]
+    # From the upload's expires_after; an expired file is gone for every caller.
+    expires_at: Mapped[int | None]

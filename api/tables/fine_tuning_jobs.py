@@ -36,5 +36,11 @@ class FineTuningJob(Base):
     started_at: Mapped[int | None]
     finished_at: Mapped[int | None]
     estimated_finish: Mapped[int | None]
+    # Set when the fine-tuned model is deleted: its artifacts are gone, the job keeps its record.
+    model_deleted_at: Mapped[int | None]
+    # The trainer's newest resumable state (relative to the job's work directory) and its step:
+    # where a paused or interrupted run picks up.
+    resume_from: Mapped[str | None] = mapped_column(String(512))
+    resume_step: Mapped[int | None]
 
     project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)

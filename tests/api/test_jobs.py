@@ -127,7 +127,19 @@ class TestCreateRefusals:
             ({"recipe": {"lora_r": 0}}, 400, "recipe.lora_r", None),
             ({"recipe": {"type": "lora", "rank": 8}}, 400, "recipe.rank", None),
             ({"learning_rate": 0.1}, 400, "learning_rate", None),
-            ({"method": {"type": "dpo"}}, 400, "method.type", None),
+            ({"method": {"type": "reinforcement"}}, 400, "method.type", None),
+            (
+                {"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 3}}}},
+                400,
+                "method.dpo.hyperparameters.beta",
+                None,
+            ),
+            ({"method": {"type": "dpo", "supervised": {}}}, 400, "method", None),
+            ({"suffix": "x" * 65}, 400, "suffix", None),
+            ({"suffix": "a:b"}, 400, "suffix", None),
+            ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata", None),
+            ({"metadata": {"k": "v" * 513}}, 400, "metadata.k", None),
+            ({"integrations": [{"type": "wandb"}]}, 400, "integrations.0.wandb", None),
             (
                 {
                     "method": {"type": "supervised", "supervised": {"hyperparameters": {}}},
