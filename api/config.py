@@ -43,6 +43,26 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=512 * 1024 * 1024, description="Uploads larger than this are refused with 413."
     )
+    lease_seconds: int = Field(
+        default=30,
+        ge=3,
+        description="How long a worker's claim on a running job lasts without a heartbeat; after it "
+        "expires the job is queued again for another worker.",
+    )
+    heartbeat_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often a worker renews its lease and looks for cancel and pause requests.",
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Runs of one job (first run plus restarts after lost workers) before it fails."
+    )
+    checkpoint_every_steps: int | None = Field(
+        default=None, ge=1, description="Extra resumable checkpoints every N steps (always one per epoch)."
+    )
+    checkpoint_every_minutes: float | None = Field(
+        default=10.0, gt=0, description="Extra resumable checkpoints every N minutes of training."
+    )
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
 

@@ -66,7 +66,7 @@ def _client(broker_key: tuple[str | None, str]) -> Celery:
     return app
 
 
-def enqueue(settings: Settings, task_name: str, job_id: str) -> None:
+def enqueue(settings: Settings, task_name: str, job_id: str, *, countdown: float | None = None) -> None:
     """Ring the doorbell for a job. Call only after the transaction that changed the job committed."""
     app = _client((settings.broker_url, str(settings.data_path)))
-    app.send_task(task_name, args=[job_id], queue=QUEUE_OF_TASK[task_name])
+    app.send_task(task_name, args=[job_id], queue=QUEUE_OF_TASK[task_name], countdown=countdown)

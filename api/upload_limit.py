@@ -37,26 +37,33 @@ class UploadLimit:
             await _too_large(send, self.max_body_bytes)
             return
         received = 0
-        started = False
+        exceeded = False
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def guarded_send(message: Message) -> None:
+            # The form parser turns our exception into its own 400; the client must see a 413.
+            nonlocal refused
+            if exceeded:
+                if not refused:
+                    refused = True
+                    await _too_large(send, self.max_body_bytes)
+                return
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, guarded_send)
         except BodyTooLarge:
-            if not started:
+            if not refused:
                 await _too_large(send, self.max_body_bytes)
 
 

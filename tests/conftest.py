@@ -138,6 +138,22 @@ def app(settings: Settings, tiny_model_dir: Path):  # type: ignore[no-untyped-de
 
 
 @pytest.fixture
+def api_key_for(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    """An app built from other settings (limits fixed at start-up), with a key for it."""
+    made = []
+
+    def build(custom: Settings):  # type: ignore[no-untyped-def]
+        application = create_app(custom)
+        made.append(application)
+        with session_scope(application.state.sessionmaker) as session:
+            return application, create_key(session)
+
+    yield build
+    for application in made:
+        application.state.engine.dispose()
+
+
+@pytest.fixture
 def api_key(app) -> str:  # type: ignore[no-untyped-def]
     with session_scope(app.state.sessionmaker) as session:
         return create_key(session)

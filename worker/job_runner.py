@@ -1,34 +1,52 @@
 """What the worker does with a job: validate its files, then train it and store what it made.
 
 Each step reads the job row first and acts only if the row says the step is due, so a message
-delivered twice does nothing the second time. Progress is committed in short transactions, so the
-API shows it while the trainer runs.
+delivered twice does nothing the second time. Training holds a lease on the row (worker/leases.py)
+that a watcher renews every few seconds; the same watcher sees the user's cancel and pause in the
+row and stops the trainer. Progress is committed in short transactions, so the API shows it live.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from api import clock, queue
+from api.checkpoints import service as checkpoints
 from api.db import session_scope
 from api.files import repository as files
 from api.files import service as files_service
 from api.files.validation import DatasetIssue, check_dataset, check_lines
 from api.fine_tuning import artifacts, hyperparameters, repository
 from api.fine_tuning.service import fine_tuned_model_name
-from api.fine_tuning.status import FAILED, QUEUED, RUNNING, SUCCEEDED, VALIDATING_FILES, transition
+from api.fine_tuning.status import (
+    CANCELLED,
+    FAILED,
+    PAUSED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    VALIDATING_FILES,
+    transition,
+)
 from api.tables import FineTuningJob
+from worker import leases
 from worker.runtime import Runtime
-from worker.supervisor import TrainerEvent, run_trainer
-from worker.training.spec import LoraRecipe, TrainingSpec
+from worker.supervisor import Action, TrainerEvent, TrainerExit, Watch, run_trainer
+from worker.training.spec import Recipe, TrainingSpec
 
 log = logging.getLogger("tunery.worker")
+
+# Set by the worker's SIGTERM handling (worker/shutdown.py): running jobs checkpoint and go back
+# to the queue instead of failing.
+shutting_down = threading.Event()
 
 
 def validate_job(rt: Runtime, job_id: str) -> None:
@@ -42,7 +60,7 @@ def validate_job(rt: Runtime, job_id: str) -> None:
             _fail(session, job, issue.code, issue.message, param="training_file")
             return
         job.n_training_examples = n_examples
-        job.hyperparameters = hyperparameters.resolve(job.hyperparameters, n_examples)
+        job.hyperparameters = hyperparameters.resolve(job.hyperparameters, n_examples, job.method["type"])
         transition(
             session,
             job,
@@ -54,49 +72,127 @@ def validate_job(rt: Runtime, job_id: str) -> None:
 
 
 def run_job(rt: Runtime, job_id: str) -> None:
-    with session_scope(rt.sessions) as session:
-        job = repository.get_for_update(session, job_id)
-        if job is None or job.status != QUEUED:
-            log.info("run %s: nothing to do (%s)", job_id, job.status if job else "no such job")
-            return
-        transition(session, job, RUNNING, "Fine-tuning job started")
+    if not _claim(rt, job_id):
+        return
     try:
-        _train(rt, job_id)
+        outcome, spec = _train(rt, job_id)
     except Exception as exc:
         log.exception("job %s failed in the worker", job_id)
         with session_scope(rt.sessions) as session:
             job = repository.get_for_update(session, job_id)
-            if job is not None and job.status == RUNNING:
-                _fail(session, job, "internal_error", f"{type(exc).__name__}: {exc}")
+            if job is not None and job.lease_owner == rt.worker_id:
+                leases.release(job, rt.worker_id)
+                if job.status == RUNNING:
+                    _fail(session, job, "internal_error", f"{type(exc).__name__}: {exc}")
+        return
+    _finish(rt, job_id, spec, outcome)
 
 
-def _train(rt: Runtime, job_id: str) -> None:
+def _claim(rt: Runtime, job_id: str) -> bool:
+    """Take the job's lease and mark it running; False when the job is not ours to run now."""
+    retry_in: int | None = None
+    with session_scope(rt.sessions) as session:
+        job = repository.get_for_update(session, job_id)
+        if job is None or job.status != QUEUED:
+            log.info("run %s: nothing to do (%s)", job_id, job.status if job else "no such job")
+            return False
+        if leases.is_held_by_other(job, rt.worker_id):
+            # Its previous run is still stopping (a quick pause then resume): try again after it.
+            retry_in = leases.seconds_left(job) + 1
+        elif job.attempts >= rt.settings.max_attempts:
+            _fail(
+                session,
+                job,
+                "too_many_attempts",
+                f"The job was interrupted {job.attempts} times (TUNERY_MAX_ATTEMPTS) and will not be retried.",
+            )
+            return False
+        else:
+            job.attempts += 1
+            leases.take(job, rt.worker_id, rt.settings.lease_seconds)
+            message = "Fine-tuning job started"
+            if job.resume_from and job.resume_step:
+                message = f"Fine-tuning job resumed from the checkpoint at step {job.resume_step}"
+            if job.attempts > 1:
+                message += f" (attempt {job.attempts} of {rt.settings.max_attempts})"
+            transition(session, job, RUNNING, message, data={"worker": rt.worker_id})
+            return True
+    log.info("run %s: its last run still holds the lease; retrying in %s s", job_id, retry_in)
+    queue.enqueue(rt.settings, queue.RUN_JOB, job_id, countdown=retry_in)
+    return False
+
+
+def _train(rt: Runtime, job_id: str) -> tuple[TrainerExit, TrainingSpec]:
     with session_scope(rt.sessions) as session:
         job = repository.get_for_update(session, job_id)
         assert job is not None
         spec = _stage(rt, session, job)
-    workdir = Path(spec.output_dir).parent
+    workdir = _workdir(rt, job_id)
     spec_path = workdir / "spec.json"
     spec.write(spec_path)
     started = clock.now()
 
     def on_event(event: TrainerEvent) -> None:
         with session_scope(rt.sessions) as progress:
-            _record_progress(progress, job_id, event, started)
+            _record_progress(rt, progress, job_id, event, started)
 
-    outcome = run_trainer(spec_path, workdir / "trainer.log", on_event)
+    def decide() -> Action:
+        with session_scope(rt.sessions) as watch:
+            job = repository.get_for_update(watch, job_id)
+            if job is None or not leases.renew(job, rt.worker_id, rt.settings.lease_seconds):
+                return Action.KILL  # deleted, or our lease expired and another worker has the job
+            if job.status == RUNNING:
+                return Action.STOP if shutting_down.is_set() else Action.CONTINUE
+            return Action.STOP if job.status == PAUSED else Action.KILL
+
+    watch = Watch(decide, interval=rt.settings.heartbeat_seconds)
+    return run_trainer(spec_path, workdir / "trainer.log", on_event, watch), spec
+
+
+def _finish(rt: Runtime, job_id: str, spec: TrainingSpec, outcome: TrainerExit) -> None:
+    """Settle the job after its trainer exited, according to what the row says now."""
+    requeue = False
+    clean_up = False
     with session_scope(rt.sessions) as session:
         job = repository.get_for_update(session, job_id)
-        if job is None or job.status != RUNNING:
-            return  # changed under us (cancelled): nothing of this run is published
+        if job is None or job.lease_owner != rt.worker_id:
+            log.warning("job %s: lease lost while training; leaving the job to its new worker", job_id)
+            return
+        leases.release(job, rt.worker_id)
         final = outcome.final_event or {}
-        if outcome.returncode == 0 and final.get("event") == "completed":
-            _publish(rt, session, job, spec, final)
-        else:
-            message = final.get("message") or (
-                f"trainer exited with code {outcome.returncode}: {outcome.stderr_tail[-2000:]}"
-            )
-            _fail(session, job, final.get("code", "training_error"), message)
+        stopped = final.get("event") == "stopped"
+        if stopped or outcome.action is Action.STOP:
+            job.attempts -= 1  # a pause or a shutdown is not a failed attempt
+        if job.status == RUNNING:
+            if outcome.returncode == 0 and final.get("event") == "completed":
+                _publish(rt, session, job, spec, final)
+                clean_up = True
+            elif stopped:
+                transition(
+                    session,
+                    job,
+                    QUEUED,
+                    f"Worker shutting down: checkpoint saved at step {final.get('step')}, job back in the queue",
+                )
+                requeue = True
+            else:
+                message = final.get("message") or (
+                    f"trainer exited with code {outcome.returncode}: {outcome.stderr_tail[-2000:]}"
+                )
+                _fail(session, job, final.get("code", "training_error"), message)
+        elif job.status == PAUSED:
+            if stopped:
+                repository.add_event(session, job, f"Paused at step {final.get('step')}: checkpoint saved")
+            else:
+                where = f"step {job.resume_step}" if job.resume_step else "the start"
+                repository.add_event(session, job, f"Paused before a checkpoint; resume continues from {where}")
+        elif job.status == CANCELLED:
+            repository.add_event(session, job, "Trainer stopped")
+            clean_up = True
+    if requeue:
+        queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
+    if clean_up:
+        shutil.rmtree(_workdir(rt, job_id), ignore_errors=True)
 
 
 def _check_files(rt: Runtime, session: Session, job: FineTuningJob) -> tuple[DatasetIssue | None, int]:
@@ -119,11 +215,23 @@ def _check_files(rt: Runtime, session: Session, job: FineTuningJob) -> tuple[Dat
     return None, n_training
 
 
+def _workdir(rt: Runtime, job_id: str) -> Path:
+    return rt.settings.jobs_path / job_id
+
+
 def _stage(rt: Runtime, session: Session, job: FineTuningJob) -> TrainingSpec:
-    """Copy the job's inputs into its work directory and describe the run."""
-    workdir = rt.settings.jobs_path / job.id
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    """Copy the job's inputs into its work directory and describe the run.
+
+    A job with a resumable checkpoint keeps its work directory (the checkpoint lives there) and
+    continues from it; otherwise the directory starts empty.
+    """
+    workdir = _workdir(rt, job.id)
+    resume_from = workdir / job.resume_from if job.resume_from else None
+    if resume_from is None or not resume_from.is_dir():
+        resume_from = None
+        job.resume_from = job.resume_step = None
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     base = rt.model_store.get(job.model)
     if base is None:
         raise RuntimeError(f"base model {job.model} is no longer in the model store")
@@ -136,7 +244,7 @@ def _stage(rt: Runtime, session: Session, job: FineTuningJob) -> TrainingSpec:
         return str(workdir / name)
 
     hp = job.hyperparameters
-    recipe = dict(job.recipe)
+    recipe = Recipe.from_dict(job.recipe)
     return TrainingSpec(
         job_id=job.id,
         base_model_dir=str(base.path),
@@ -145,14 +253,19 @@ def _stage(rt: Runtime, session: Session, job: FineTuningJob) -> TrainingSpec:
         output_dir=str(workdir / "output"),
         n_epochs=hp["n_epochs"],
         batch_size=hp["batch_size"],
-        learning_rate=hyperparameters.learning_rate(recipe["type"], hp["learning_rate_multiplier"]),
+        learning_rate=hyperparameters.learning_rate(recipe.type, job.method["type"], hp["learning_rate_multiplier"]),
         seed=job.seed,
         method=job.method["type"],
-        recipe=LoraRecipe(**recipe),
+        recipe=recipe,
+        beta=hp.get("beta", 0.1),
+        labels=job.method.get("labels"),
+        checkpoint_every_steps=rt.settings.checkpoint_every_steps,
+        checkpoint_every_minutes=rt.settings.checkpoint_every_minutes,
+        resume_from=str(resume_from) if resume_from else None,
     )
 
 
-def _record_progress(session: Session, job_id: str, event: TrainerEvent, started: int) -> None:
+def _record_progress(rt: Runtime, session: Session, job_id: str, event: TrainerEvent, started: int) -> None:
     job = repository.get_for_update(session, job_id)
     if job is None:
         return
@@ -167,7 +280,9 @@ def _record_progress(session: Session, job_id: str, event: TrainerEvent, started
         repository.add_event(session, job, message, type="metrics", data=data)
         if step > 0:
             elapsed = clock.now() - started
-            job.estimated_finish = started + int(elapsed * total / step)
+            first = job.resume_step or 0
+            if step > first:
+                job.estimated_finish = clock.now() + int(elapsed * (total - step) / (step - first))
     elif kind == "started":
         details = {k: v for k, v in event.items() if k != "event"}
         repository.add_event(
@@ -177,6 +292,12 @@ def _record_progress(session: Session, job_id: str, event: TrainerEvent, started
             f"for {event.get('total_steps')} steps",
             data=details,
         )
+    elif kind == "checkpoint":
+        _store_checkpoint(rt, session, job, event)
+    elif kind in ("resumable", "stopped"):
+        path = Path(str(event.get("path") or event.get("resume_from")))
+        job.resume_from = os.path.relpath(path, _workdir(rt, job_id))
+        job.resume_step = int(event["step"])
     elif kind == "message":
         level = event.get("level", "info")
         repository.add_event(
@@ -184,17 +305,36 @@ def _record_progress(session: Session, job_id: str, event: TrainerEvent, started
         )
 
 
+def _store_checkpoint(rt: Runtime, session: Session, job: FineTuningJob, event: TrainerEvent) -> None:
+    step = int(event["step"])
+    target = artifacts.checkpoint_dir(rt.settings, job.id, step)
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(event["artifact_dir"], target)
+    _archive(target, artifacts.checkpoint_archive(rt.settings, job.id, step))
+    metrics = dict(event.get("metrics") or {})
+    row = checkpoints.record(session, job, step, metrics)
+    repository.add_event(
+        session,
+        job,
+        f"Checkpoint saved at step {step}: {row.fine_tuned_model_checkpoint}",
+        data={"checkpoint": row.id, "step": step, "metrics": metrics},
+    )
+
+
 def _publish(
     rt: Runtime, session: Session, job: FineTuningJob, spec: TrainingSpec, final: dict[str, Any]
 ) -> None:
     target = artifacts.adapter_dir(rt.settings, job.id)
-    shutil.rmtree(target.parent, ignore_errors=True)
-    target.parent.mkdir(parents=True)
-    shutil.copytree(final.get("adapter_dir") or spec.adapter_dir, target)
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(final.get("artifact_dir") or final.get("adapter_dir") or spec.adapter_dir, target)
     _archive(target, artifacts.adapter_archive(rt.settings, job.id))
     results = files_service.store_result(
         session, rt.file_storage, job.project_pk, Path(final.get("result_file") or spec.result_file)
     )
+    if final.get("labels"):
+        job.method = {**job.method, "labels": list(final["labels"])}
     job.fine_tuned_model = fine_tuned_model_name(job)
     job.trained_tokens = int(final.get("trained_tokens") or 0)
     job.result_files = [results.id]

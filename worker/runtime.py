@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +22,12 @@ class Runtime:
     sessions: sessionmaker[Session]
     file_storage: FileStorage
     model_store: ModelStore
+    worker_id: str = field(default_factory=lambda: new_worker_id())
+
+
+def new_worker_id() -> str:
+    """Names the lease holder in the job row: which machine and process, unique across restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @lru_cache(maxsize=1)

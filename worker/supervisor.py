@@ -1,16 +1,22 @@
 """Runs the trainer as a child process and streams its JSON-lines progress to a callback.
 
 The child gets its own process group, so the whole tree (data loader workers included) can be
-stopped at once, and stderr goes to a log file kept with the job.
+stopped at once, and stderr goes to a log file kept with the job. While it runs, a watcher thread
+asks the caller every few seconds whether to go on, stop gracefully (SIGTERM: the trainer saves a
+resumable checkpoint and exits) or kill it outright (SIGKILL: cancel, or a lost lease).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,19 +31,39 @@ TrainerEvent = dict[str, Any]
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
+class Action(enum.Enum):
+    CONTINUE = "continue"
+    STOP = "stop"
+    """Checkpoint and exit: pause, or the worker shutting down."""
+    KILL = "kill"
+    """Stop now, nothing saved: cancel, or the job is no longer ours."""
+
+
 @dataclass(frozen=True)
 class TrainerExit:
     returncode: int
     final_event: TrainerEvent | None
-    """The "completed" or "failed" line, when the trainer got to write one."""
+    """The "completed", "failed" or "stopped" line, when the trainer got to write one."""
     stderr_tail: str
+    action: Action
+    """What the watcher last asked for: CONTINUE when the trainer ended on its own."""
 
 
-def run_trainer(spec_path: Path, log_path: Path, on_event: Callable[[TrainerEvent], None]) -> TrainerExit:
+@dataclass(frozen=True)
+class Watch:
+    decide: Callable[[], Action]
+    interval: float
+    stop_grace: float = 300.0
+    """Seconds a trainer asked to stop may take to checkpoint before it is killed."""
+
+
+def run_trainer(
+    spec_path: Path, log_path: Path, on_event: Callable[[TrainerEvent], None], watch: Watch | None = None
+) -> TrainerExit:
     command = [sys.executable, "-m", "worker.training", str(spec_path)]
     env = {**os.environ, **OFFLINE_ENV, "PYTHONUNBUFFERED": "1"}
     final: TrainerEvent | None = None
-    with log_path.open("wb") as stderr_log:
+    with log_path.open("ab") as stderr_log:
         process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -46,16 +72,68 @@ def run_trainer(spec_path: Path, log_path: Path, on_event: Callable[[TrainerEven
             cwd=spec_path.parent,
             start_new_session=True,
         )
-        assert process.stdout is not None
-        for raw in process.stdout:
-            event = _parse(raw)
-            if event is None:
+        watcher = _Watcher(process, watch) if watch else None
+        try:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                event = _parse(raw)
+                if event is None:
+                    continue
+                if event.get("event") in ("completed", "failed", "stopped"):
+                    final = event
+                on_event(event)
+            returncode = process.wait()
+        except BaseException:
+            _signal_group(process, signal.SIGKILL)  # never leave a trainer behind
+            process.wait()
+            raise
+        finally:
+            if watcher:
+                watcher.finish()
+    return TrainerExit(returncode, final, _tail(log_path), watcher.action if watcher else Action.CONTINUE)
+
+
+class _Watcher:
+    def __init__(self, process: subprocess.Popen[bytes], watch: Watch) -> None:
+        self.process = process
+        self.watch = watch
+        self.action = Action.CONTINUE
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trainer-watch", daemon=True)
+        self._thread.start()
+
+    def finish(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=self.watch.interval + 5)
+
+    def _run(self) -> None:
+        stop_sent_at: float | None = None
+        while not self._done.wait(self.watch.interval):
+            try:
+                action = self.watch.decide()
+            except Exception:
+                # A database blip must not kill a long run; the lease has slack for a few misses.
+                log.exception("trainer watch failed; will try again")
                 continue
-            if event.get("event") in ("completed", "failed"):
-                final = event
-            on_event(event)
-        returncode = process.wait()
-    return TrainerExit(returncode, final, _tail(log_path))
+            if action is Action.KILL:
+                self.action = Action.KILL
+                _signal_group(self.process, signal.SIGKILL)
+                return
+            if action is Action.STOP and stop_sent_at is None:
+                self.action = Action.STOP
+                stop_sent_at = time.monotonic()
+                _signal_group(self.process, signal.SIGTERM)
+            if stop_sent_at is not None and time.monotonic() - stop_sent_at > self.watch.stop_grace:
+                log.warning("trainer did not stop within %.0f s of SIGTERM; killing it", self.watch.stop_grace)
+                _signal_group(self.process, signal.SIGKILL)
+                return
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _parse(raw: bytes) -> TrainerEvent | None:

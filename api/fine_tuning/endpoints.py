@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse
 
 from api import queue
@@ -23,14 +23,29 @@ router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 METADATA_PARAM = re.compile(r"^metadata\[(.{1,64})\]$")
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        max_length=255,
+        description="Retrying a create with the same key returns the job the first request made.",
+    ),
+]
+
+
 @router.post("", response_model=FineTuningJobObject)
 def create_job(
-    session: SessionDep, caller: CallerDep, settings: SettingsDep, store: ModelStoreDep, body: JobCreate
+    session: SessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    store: ModelStoreDep,
+    body: JobCreate,
+    idempotency_key: IdempotencyKey = None,
 ) -> FineTuningJobObject:
-    job = service.create_job(session, store, caller, body)
-    # The message goes out only once the job is committed: a worker must find the row it names.
-    session.commit()
-    queue.enqueue(settings, queue.VALIDATE_JOB, job.id)
+    job, created = service.create_job_once(session, store, caller, body, idempotency_key)
+    if created:
+        # The message goes out only once the job is committed: a worker must find the row it names.
+        session.commit()
+        queue.enqueue(settings, queue.VALIDATE_JOB, job.id)
     return FineTuningJobObject.of(job)
 
 

@@ -4,6 +4,7 @@ n_epochs: aim at 3 epochs, but see at least 100 and at most 25,000 examples in a
     published rule): n_epochs = clamp(3, ceil(100 / n), floor(25000 / n)) within 1..25.
 batch_size: about 0.2% of the examples, within 1..256 (small datasets train one example a step).
 learning_rate_multiplier: 1.0, applied to the recipe's base learning rate (LoRA: 2e-4).
+beta (DPO only): 0.1, the value of the DPO paper and TRL's default.
 """
 
 from __future__ import annotations
@@ -11,21 +12,28 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from api.fine_tuning.recipe_schema import base_learning_rate
+
 AUTO = "auto"
 TARGET_EPOCHS = 3
 MIN_TARGET_EXAMPLES = 100
 MAX_TARGET_EXAMPLES = 25_000
 MAX_AUTO_EPOCHS = 25
-BASE_LEARNING_RATE = {"lora": 2e-4}
 
 
-def resolve(requested: dict[str, Any], n_examples: int) -> dict[str, Any]:
+DEFAULT_BETA = 0.1
+
+
+def resolve(requested: dict[str, Any], n_examples: int, method: str = "supervised") -> dict[str, Any]:
     """Return the values a job trains with: every "auto" (or missing value) replaced."""
-    return {
+    resolved = {
         "n_epochs": _given(requested, "n_epochs") or auto_epochs(n_examples),
         "batch_size": min(_given(requested, "batch_size") or auto_batch_size(n_examples), max(n_examples, 1)),
         "learning_rate_multiplier": _given(requested, "learning_rate_multiplier") or 1.0,
     }
+    if method == "dpo":
+        resolved["beta"] = _given(requested, "beta") or DEFAULT_BETA
+    return resolved
 
 
 def auto_epochs(n_examples: int) -> int:
@@ -42,8 +50,8 @@ def auto_batch_size(n_examples: int) -> int:
     return max(1, min(256, round(n_examples * 0.002)))
 
 
-def learning_rate(recipe_type: str, multiplier: float) -> float:
-    return BASE_LEARNING_RATE[recipe_type] * multiplier
+def learning_rate(recipe_type: str, method: str, multiplier: float) -> float:
+    return base_learning_rate(recipe_type, method) * multiplier
 
 
 def _given(requested: dict[str, Any], name: str) -> Any:

@@ -26,6 +26,12 @@ def get(session: Session, scope: int | None, job_id: str) -> FineTuningJob | Non
     return session.scalar(scoped(select(FineTuningJob).where(FineTuningJob.id == job_id), scope))
 
 
+def by_idempotency_key(session: Session, project_pk: int, key: str) -> FineTuningJob | None:
+    return session.scalar(
+        select(FineTuningJob).where(FineTuningJob.project_pk == project_pk, FineTuningJob.idempotency_key == key)
+    )
+
+
 def get_for_update(session: Session, job_id: str) -> FineTuningJob | None:
     """The worker's read: locks the row on Postgres so two workers never act on one job at once."""
     return session.scalar(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api import clock
@@ -34,7 +35,32 @@ from api.tables import FineTuningJob, FineTuningJobEvent
 SUPPORTED_METHODS = ("supervised", "dpo", "classification")
 
 
-def create_job(session: Session, store: ModelStore, caller: Caller, request: JobCreate) -> FineTuningJob:
+def create_job_once(
+    session: Session, store: ModelStore, caller: Caller, request: JobCreate, idempotency_key: str | None
+) -> tuple[FineTuningJob, bool]:
+    """Create a job, or, for a key this project used before, return that job (and False)."""
+    if idempotency_key:
+        earlier = repository.by_idempotency_key(session, caller.project.pk, idempotency_key)
+        if earlier is not None:
+            return earlier, False
+        savepoint = session.begin_nested()
+        try:
+            job = create_job(session, store, caller, request, idempotency_key)
+            savepoint.commit()
+            return job, True
+        except IntegrityError:
+            # A concurrent request with the same key won the race: answer with its job.
+            savepoint.rollback()
+            earlier = repository.by_idempotency_key(session, caller.project.pk, idempotency_key)
+            if earlier is None:
+                raise
+            return earlier, False
+    return create_job(session, store, caller, request), True
+
+
+def create_job(
+    session: Session, store: ModelStore, caller: Caller, request: JobCreate, idempotency_key: str | None = None
+) -> FineTuningJob:
     method_type, hyperparameters = _method_and_hyperparameters(request)
     if store.get(request.model) is None:
         raise model_not_found(request.model, param="model")
@@ -60,6 +86,7 @@ def create_job(session: Session, store: ModelStore, caller: Caller, request: Job
         else None,
         result_files=[],
         created_at=clock.now(),
+        idempotency_key=idempotency_key,
     )
     repository.add(session, job)
     repository.add_event(session, job, f"Created fine-tuning job: {job.id}")

@@ -1,6 +1,6 @@
 from typing import Any
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api.tables.base import Base, JSONType, PrimaryKey
@@ -11,6 +11,7 @@ class FineTuningJob(Base):
     """One fine-tuning job. This row, not the queue message, is the truth about the job."""
 
     __tablename__ = "fine_tuning_jobs"
+    __table_args__ = (UniqueConstraint("project_pk", "idempotency_key"),)
 
     pk: Mapped[int] = mapped_column(PrimaryKey, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -42,5 +43,12 @@ class FineTuningJob(Base):
     # where a paused or interrupted run picks up.
     resume_from: Mapped[str | None] = mapped_column(String(512))
     resume_step: Mapped[int | None]
+    # The worker training the job holds a lease it renews while it runs; an expired lease means
+    # the worker died and the job may be given to another (see worker/leases.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[int | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    # A client's Idempotency-Key on create: a retried POST returns this job instead of a new one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
 
     project: Mapped[Project] = relationship(lazy="joined", innerjoin=True)

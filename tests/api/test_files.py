@@ -119,6 +119,74 @@ class TestBadUploads:
         assert count_rows(app) == 0
         assert stored_blobs(settings) == []
 
+    def test_a_declared_oversized_body_is_refused_before_it_is_read(
+        self, settings: Settings, api_key_for
+    ) -> None:  # type: ignore[no-untyped-def]
+        app, key = api_key_for(settings.model_copy(update={"max_upload_bytes": 1000}))
+        body = b"x" * (200 * 1024)
+        with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as small:
+            declared = upload(small, body)
+            # No Content-Length: the body streams in chunks and is cut off at the limit.
+            chunked = small.post(
+                "/v1/files",
+                content=iter([body[i : i + 8192] for i in range(0, len(body), 8192)]),
+                headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+            )
+        for response in (declared, chunked):
+            assert response.status_code == 413, response.text
+            assert response.json()["error"]["code"] == "file_too_large"
+        assert count_rows(app) == 0
+        assert stored_blobs(settings) == []
+
+
+class TestListAndExpiry:
+    def test_pages_by_cursor_in_either_order_and_by_purpose(self, client: TestClient) -> None:
+        ids = [upload(client, jsonl(toy_chat_examples(10 + i))).json()["id"] for i in range(5)]
+        seen, after = [], None
+        while True:
+            params = {"limit": 2, "order": "asc", **({"after": after} if after else {})}
+            page = client.get("/v1/files", params=params).json()
+            seen += [f["id"] for f in page["data"]]
+            if not page["has_more"]:
+                break
+            after = page["last_id"]
+        assert seen == ids
+        newest = client.get("/v1/files", params={"limit": 3, "order": "desc"}).json()
+        assert [f["id"] for f in newest["data"]] == ids[::-1][:3]
+        assert client.get("/v1/files", params={"purpose": "fine-tune-results"}).json()["data"] == []
+
+    def test_expires_after_sets_expires_at_and_an_expired_file_is_gone(self, client: TestClient, app) -> None:  # type: ignore[no-untyped-def]
+        response = client.post(
+            "/v1/files",
+            files={"file": ("t.jsonl", jsonl(toy_chat_examples(10)))},
+            data={
+                "purpose": "fine-tune",
+                "expires_after[anchor]": "created_at",
+                "expires_after[seconds]": "3600",
+            },
+        )
+        assert response.status_code == 200, response.text
+        file = response.json()
+        assert file["expires_at"] == file["created_at"] + 3600
+        with app.state.sessionmaker() as session, session.begin():
+            row = session.scalar(select(File).where(File.id == file["id"]))
+            row.expires_at = 1
+        assert client.get(f"/v1/files/{file['id']}").status_code == 404
+        assert client.get("/v1/files").json()["data"] == []
+
+    def test_expiry_out_of_range_is_400(self, client: TestClient, app) -> None:  # type: ignore[no-untyped-def]
+        response = client.post(
+            "/v1/files",
+            files={"file": ("t.jsonl", jsonl(toy_chat_examples(10)))},
+            data={
+                "purpose": "fine-tune",
+                "expires_after[anchor]": "created_at",
+                "expires_after[seconds]": "5",
+            },
+        )
+        assert response.status_code == 400 and response.json()["error"]["param"] == "expires_after.seconds"
+        assert count_rows(app) == 0
+
 
 class TestAuth:
     def test_missing_key_is_401(self, app) -> None:  # type: ignore[no-untyped-def]

@@ -28,4 +28,10 @@ def test_batch_size_never_exceeds_the_dataset() -> None:
 
 
 def test_learning_rate_is_the_recipe_base_times_the_multiplier() -> None:
-    assert learning_rate("lora", 2.0) == pytest.approx(4e-4)
+    assert learning_rate("lora", "supervised", 2.0) == pytest.approx(4e-4)
+
+
+def test_dpo_gets_a_beta_and_supervised_does_not() -> None:
+    assert resolve({}, 100, "dpo")["beta"] == 0.1
+    assert resolve({"beta": 0.5}, 100, "dpo")["beta"] == 0.5
+    assert "beta" not in resolve({}, 100, "supervised")

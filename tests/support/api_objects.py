@@ -1,0 +1,55 @@
+"""Objects the API tests need in a state the worker would put them in, made through the services.
+
+The worker's own tests prove the worker makes these states; the API tests start from them so each
+route is tested in every state without training a model first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from api.checkpoints import service as checkpoints
+from api.db import session_scope
+from api.fine_tuning import artifacts, repository
+from api.fine_tuning.service import fine_tuned_model_name
+from api.fine_tuning.status import QUEUED, RUNNING, SUCCEEDED, transition
+from api.tables import FineTuningCheckpoint
+
+METRICS = {"step": 4, "train_loss": 1.5, "train_mean_token_accuracy": 0.5}
+
+
+def set_status(app: Any, job_id: str, *statuses: str) -> None:
+    """Walk a job through `statuses` with the state machine, as the worker does."""
+    with session_scope(app.state.sessionmaker) as session:
+        job = repository.get_for_update(session, job_id)
+        assert job is not None
+        for status in statuses:
+            if status in (RUNNING,) and job.status != QUEUED:
+                transition(session, job, QUEUED, "validated")
+            transition(session, job, status, f"to {status}")
+
+
+def succeed_with_checkpoints(app: Any, job_id: str, steps: tuple[int, ...] = (4, 8)) -> list[str]:
+    """Finish a job as the worker would, with one checkpoint per step in `steps` and adapter archives."""
+    settings = app.state.settings
+    set_status(app, job_id, RUNNING)
+    names = []
+    with session_scope(app.state.sessionmaker) as session:
+        job = repository.get_for_update(session, job_id)
+        assert job is not None
+        for step in steps:
+            row: FineTuningCheckpoint = checkpoints.record(session, job, step, {**METRICS, "step": step})
+            names.append(row.fine_tuned_model_checkpoint)
+            _fake_archive(artifacts.checkpoint_archive(settings, job.id, step))
+        job.fine_tuned_model = fine_tuned_model_name(job)
+        artifacts.adapter_dir(settings, job.id).mkdir(parents=True)
+        _fake_archive(artifacts.adapter_archive(settings, job.id))
+        transition(session, job, SUCCEEDED, "done")
+    return names
+
+
+def _fake_archive(path: Path) -> None:
+    # The bytes are not a real adapter: these tests are about who may fetch it, not what it holds.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"archive of " + path.name.encode())
