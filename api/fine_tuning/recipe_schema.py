@@ -97,8 +97,9 @@ class RecipeIn(BaseModel):
         field_name = info.field_name or ""
         types, _ = PER_TYPE_FIELDS[field_name]
         if value is not None and recipe_type is not None and recipe_type not in types:
+            applies_to = ", ".join(types)
             raise ValueError(
-                f"{field_name} does not apply to recipe type {recipe_type!r}; it applies to {', '.join(types)}"
+                f"{field_name} does not apply to recipe type {recipe_type!r}; it applies to {applies_to}"
             )
         return value
 
