@@ -9,9 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -19,42 +16,11 @@ import pytest
 # Before transformers is imported by a test: the hub is never needed, and must never be asked.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tests.support.tiny_model import build_tiny_chat_model, toy_chat_examples, write_jsonl
-from worker.training.spec import LoraRecipe, TrainingSpec
+from tests.support.tiny_model import toy_chat_examples, write_jsonl
+from tests.training.trainer_runs import TrainerRun, run_trainer
+from worker.training.spec import Recipe, TrainingSpec
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULT_HEADER = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
-
-
-@dataclass
-class TrainerRun:
-    returncode: int
-    events: list[dict]
-    stderr: str
-    spec: TrainingSpec = field(init=False)
-
-    def of(self, kind: str) -> list[dict]:
-        return [event for event in self.events if event["event"] == kind]
-
-    def result_rows(self) -> list[dict]:
-        with open(self.spec.result_file, newline="") as result_file:
-            return list(csv.DictReader(result_file))
-
-
-def run_trainer(spec_path: Path) -> TrainerRun:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
-    completed = subprocess.run(
-        [sys.executable, "-m", "worker.training", str(spec_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
-    # The protocol's first promise: stdout holds JSON objects, one a line, and nothing else.
-    events = [json.loads(line) for line in completed.stdout.splitlines()]
-    assert all(isinstance(event, dict) and "event" in event for event in events), completed.stdout
-    return TrainerRun(returncode=completed.returncode, events=events, stderr=completed.stderr)
 
 
 def write_one_epoch_spec(directory: Path, model_dir: Path, training_file: Path) -> TrainingSpec:
@@ -87,18 +53,13 @@ def train(directory: Path, model_dir: Path, n_train: int, n_epochs: int, n_valid
         batch_size=4,
         learning_rate=5e-3,
         seed=7,
-        recipe=LoraRecipe(max_seq_length=64),
+        recipe=Recipe(max_seq_length=64),
     )
     spec.write(directory / "spec.json")
     run = run_trainer(directory / "spec.json")
     assert run.returncode == 0, run.stderr[-3000:]
     run.spec = spec
     return run
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-model"))
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +76,8 @@ def validated_run(tmp_path_factory, model_dir) -> TrainerRun:
 
 class TestProtocol:
     def test_started_then_one_metrics_line_per_step_then_completed(self, finished_run):
-        kinds = [event["event"] for event in finished_run.events if event["event"] != "message"]
+        checkpoint_kinds = ("message", "resumable", "checkpoint")
+        kinds = [event["event"] for event in finished_run.events if event["event"] not in checkpoint_kinds]
 
         assert kinds == ["started"] + ["metrics"] * 12 + ["completed"]
         started = finished_run.of("started")[0]

@@ -1,6 +1,7 @@
 """`python -m worker.training spec.json`: run one training, speaking the JSON-lines protocol on stdout.
 
-Exit status 0 after a `completed` line, 1 after a `failed` line. Cheap checks (the spec, the paths it
+Exit status 0 after a `completed` or `stopped` line (SIGTERM: see checkpoints.py), 1 after a `failed`
+line. Cheap checks (the spec, the paths it
 names) run before torch is imported, so that a mistake fails in a second with a message saying what
 to change.
 """
@@ -18,7 +19,7 @@ from worker.training.progress import ProgressWriter, take_over_stdout
 from worker.training.spec import TrainingSpec
 
 if TYPE_CHECKING:
-    from worker.training.artifacts import TrainingOutcome
+    from worker.training.artifacts import StoppedOutcome, TrainingOutcome
 
 
 class RunFailure(Exception):
@@ -47,11 +48,24 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()  # to stderr, which the worker keeps as the job's log
         progress.failed(*_classify(error))
         return 1
+    from worker.training.artifacts import StoppedOutcome
+
+    if isinstance(outcome, StoppedOutcome):
+        progress.emit(
+            "stopped",
+            step=outcome.step,
+            resume_from=str(outcome.resume_from) if outcome.resume_from else None,
+        )
+        return 0
     progress.emit(
         "completed",
         trained_tokens=outcome.trained_tokens,
-        adapter_dir=str(outcome.adapter_dir),
+        artifact_dir=str(outcome.artifact_dir),
+        artifact_format=outcome.artifact_format,
+        # The walking skeleton's name for artifact_dir, which the worker on main still reads.
+        adapter_dir=str(outcome.artifact_dir),
         result_file=str(outcome.result_file),
+        labels=outcome.labels,
     )
     return 0
 
@@ -79,22 +93,28 @@ def _check_paths(spec: TrainingSpec) -> None:
         raise RunFailure("invalid_training_file", f"training file not found: {spec.training_file}")
     if spec.validation_file and not Path(spec.validation_file).is_file():
         raise RunFailure("invalid_validation_file", f"validation file not found: {spec.validation_file}")
+    if spec.resume_from and not Path(spec.resume_from, "trainer_state.json").is_file():
+        raise RunFailure(
+            "invalid_resume_checkpoint", f"resume_from {spec.resume_from} is not a resumable checkpoint"
+        )
 
 
-def _train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome:
+def _train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | StoppedOutcome:
     # Imported here: torch, transformers and TRL take seconds to import, and the checks above should not wait.
-    from worker.training.recipes import get_recipe
+    from worker.training.run import train
 
-    try:
-        recipe = get_recipe(spec.recipe.type)
-    except ValueError as error:
-        raise RunFailure("invalid_spec", str(error)) from None
-    return recipe(spec, progress)
+    return train(spec, progress)
 
 
 def _classify(error: Exception) -> tuple[str, str]:
+    from worker.training.checkpoints import ResumeError
     from worker.training.data import ChatTemplateError, DatasetError
+    from worker.training.spec import RecipeError
 
+    if isinstance(error, RecipeError):
+        return "invalid_recipe", str(error)
+    if isinstance(error, ResumeError):
+        return "invalid_resume_checkpoint", str(error)
     if isinstance(error, DatasetError):
         return f"invalid_{error.purpose}_file", str(error)
     if isinstance(error, ChatTemplateError):

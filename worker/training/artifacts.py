@@ -1,8 +1,16 @@
-"""What a finished run leaves behind: the adapter directory and OpenAI's per-step result file.
+"""What a run leaves behind: the artifact directory and OpenAI's per-step result file.
 
-The adapter directory loads with `PeftModel.from_pretrained(base, adapter_dir)` and carries the
-tokenizer (with its chat template) and `tunery.json`, the spec that produced it, so that a person can
-tell what it is and rerun it by hand.
+The artifact has one of two forms, named by `artifact_format`:
+  "peft"   a PEFT adapter (adapter_config.json, adapter_model.safetensors) for the adapter recipes
+           (lora, qlora, lora_int8, dora, ia3, prefix_tuning, prompt_tuning): loads with
+           `PeftModel.from_pretrained(base, artifact_dir)`, on an unquantized base too.
+  "model"  a whole safetensors model directory for full, freeze and bitfit: loads with
+           `AutoModelFor....from_pretrained(artifact_dir)`, no base needed. Freeze and bitfit change
+           only some tensors, but a complete directory is what vLLM and transformers load without
+           Tunery-specific code, and tunery.json names the base for whoever wants the difference.
+Both carry the tokenizer (with its chat template) and `tunery.json`: base model, method, recipe, the
+whole spec and, for classification, the labels, so a person can tell what it is and rerun it by hand.
+Classification artifacts also carry config.json, whose id2label is the label set.
 """
 
 from __future__ import annotations
@@ -26,25 +34,45 @@ class TrainingOutcome:
     """What the `completed` protocol line reports."""
 
     trained_tokens: int
-    adapter_dir: Path
+    artifact_dir: Path
+    artifact_format: str  # "peft" or "model"
     result_file: Path
+    labels: list[str] | None = None
 
 
-def save_adapter(model: Any, tokenizer: Any, spec: TrainingSpec) -> Path:
-    """Save the PEFT adapter (adapter_config.json, adapter_model.safetensors), tokenizer and run record."""
-    adapter_dir = spec.adapter_dir
-    adapter_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
+@dataclass(frozen=True)
+class StoppedOutcome:
+    """What the `stopped` protocol line reports: where to resume from."""
+
+    step: int
+    resume_from: Path | None
+
+
+def artifact_format(spec: TrainingSpec) -> str:
+    return "peft" if spec.recipe.is_peft else "model"
+
+
+def save_artifact(
+    model: Any, tokenizer: Any, spec: TrainingSpec, directory: Path, labels: list[str] | None = None
+) -> Path:
+    """Save the artifact of `spec`'s form, the tokenizer and the run record into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    if labels is not None and spec.recipe.is_peft:
+        # The adapter holds the trained head, but the label names live in the model config.
+        model.get_base_model().config.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
     record = {
         "job_id": spec.job_id,
         "base_model_dir": spec.base_model_dir,
         "method": spec.method,
+        "artifact_format": artifact_format(spec),
         "recipe": spec.to_dict()["recipe"],
+        "labels": labels,
         "spec": spec.to_dict(),
     }
-    (adapter_dir / RUN_RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
-    return adapter_dir
+    (directory / RUN_RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+    return directory
 
 
 def write_result_file(rows: Iterable[StepMetrics], path: Path) -> Path:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from transformers import TrainerCallback
 
+from worker.training.base_model import count_parameters
 from worker.training.progress import ProgressWriter
 
 
@@ -21,6 +23,13 @@ class StepMetrics:
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StepMetrics:
+        return cls(**raw)
+
 
 class ProgressCallback(TrainerCallback):
     """Turns the Trainer's logs into protocol lines and keeps the per-step rows for the result file.
@@ -29,13 +38,24 @@ class ProgressCallback(TrainerCallback):
     `eval_mean_token_accuracy` after an evaluation, which the Trainer runs right after the log of the
     epoch's last step. So with a validation set, a step's line waits until it is known whether an
     evaluation belongs to it: until the evaluation arrives, the next step begins or training ends.
+
+    `accuracy_key` names the logged value that fills the accuracy columns: the method's own notion of
+    it (token accuracy for supervised, preference accuracy for DPO, label accuracy for classification).
     """
 
-    def __init__(self, writer: ProgressWriter, n_examples: int, n_epochs: int, has_validation: bool):
+    def __init__(
+        self,
+        writer: ProgressWriter,
+        n_examples: int,
+        n_epochs: int,
+        has_validation: bool,
+        accuracy_key: str = "mean_token_accuracy",
+    ):
         self.writer = writer
         self.n_examples = n_examples
         self.n_epochs = n_epochs
         self.has_validation = has_validation
+        self.accuracy_key = accuracy_key
         self.rows: list[StepMetrics] = []
         self._pending: StepMetrics | None = None
         self._total_steps = 0
@@ -44,14 +64,14 @@ class ProgressCallback(TrainerCallback):
         self._total_steps = state.max_steps
         if not state.is_world_process_zero:  # under torchrun, one process speaks for the run
             return
-        parameters = list(model.parameters()) if model is not None else []
+        trainable, total = count_parameters(model) if model is not None else (0, 0)
         self.writer.emit(
             "started",
             total_steps=state.max_steps,
             n_examples=self.n_examples,
             n_epochs=self.n_epochs,
-            trainable_params=sum(p.numel() for p in parameters if p.requires_grad),
-            total_params=sum(p.numel() for p in parameters),
+            trainable_params=trainable,
+            total_params=total,
         )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -63,7 +83,7 @@ class ProgressCallback(TrainerCallback):
             row = self._pending or (self.rows[-1] if self.rows else None)
             if row is not None:
                 row.valid_loss = logs["eval_loss"]
-                row.valid_mean_token_accuracy = logs.get("eval_mean_token_accuracy")
+                row.valid_mean_token_accuracy = logs.get(f"eval_{self.accuracy_key}")
             self._flush()
         elif "loss" in logs:  # a training step; the summary at the end has "train_loss" instead
             self._flush()
@@ -71,11 +91,19 @@ class ProgressCallback(TrainerCallback):
                 step=state.global_step,
                 epoch=float(logs.get("epoch", state.epoch or 0.0)),
                 train_loss=logs["loss"],
-                train_accuracy=logs.get("mean_token_accuracy", 0.0),
+                train_accuracy=logs.get(self.accuracy_key, 0.0),
                 learning_rate=logs.get("learning_rate", 0.0),
             )
             if not self.has_validation:
                 self._flush()
+
+    def all_rows(self) -> list[StepMetrics]:
+        """Every step's row so far, the one still waiting for a possible evaluation included."""
+        return self.rows + ([self._pending] if self._pending else [])
+
+    def restore(self, rows: list[StepMetrics]) -> None:
+        """Take over the rows of the run being resumed: they are in the result file, not re-emitted."""
+        self.rows = list(rows)
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._flush()

@@ -76,6 +76,19 @@ def load_examples(path: str | Path) -> list[dict[str, Any]]:
     A UTF-8 byte-order mark, CRLF line ends and blank lines are accepted, as OpenAI accepts them.
     """
     examples = []
+    for line_number, raw in read_jsonl(path):
+        try:
+            example = normalize_example(raw)
+        except DatasetError as error:
+            raise DatasetError(error.reason, line_number) from None
+        example["line"] = line_number
+        examples.append(example)
+    return examples
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, Any]]:
+    """The JSON values of a JSONL file with their 1-based line numbers; DatasetError on a bad line."""
+    values = []
     with open(path, "rb") as lines:
         for line_number, line_bytes in enumerate(lines, start=1):
             try:
@@ -86,18 +99,12 @@ def load_examples(path: str | Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                raw = json.loads(line)
+                values.append((line_number, json.loads(line)))
             except json.JSONDecodeError as error:
                 raise DatasetError(f"invalid JSON: {error.msg}", line_number) from None
-            try:
-                example = normalize_example(raw)
-            except DatasetError as error:
-                raise DatasetError(error.reason, line_number) from None
-            example["line"] = line_number
-            examples.append(example)
-    if not examples:
+    if not values:
         raise DatasetError("the file contains no examples")
-    return examples
+    return values
 
 
 def normalize_example(raw: Any) -> dict[str, Any]:
@@ -252,11 +259,24 @@ def tokenize_examples(
 
 
 def read_dataset(
-    tokenizer: Any, path: str | Path, max_seq_length: int, purpose: str = "training"
+    tokenizer: Any,
+    path: str | Path,
+    max_seq_length: int,
+    purpose: str = "training",
+    train_on_inputs: bool = False,
 ) -> TokenizedDataset:
-    """Load and tokenize one file of a job; errors name the file's purpose ("training"/"validation")."""
+    """Load and tokenize one file of a job; errors name the file's purpose ("training"/"validation").
+
+    With `train_on_inputs`, every token of an example gets loss (system and user turns too), for
+    data where the prompts themselves are worth learning; by default only the assistant's tokens do.
+    """
     try:
         dataset = tokenize_examples(tokenizer, load_examples(path), max_seq_length)
+        if train_on_inputs:
+            dataset.examples = [
+                TokenizedExample(example.input_ids, list(example.input_ids), example.truncated)
+                for example in dataset.examples
+            ]
         if not dataset.examples:
             raise DatasetError(
                 f"no example has an assistant token left to train on within {max_seq_length} tokens"

@@ -9,7 +9,17 @@ that the worker can parse every line it reads. Everything else that libraries pr
   {"event": "metrics", "step": int, "total_steps": int, "epoch": float, "train_loss": float,
                        "train_mean_token_accuracy": float, "learning_rate": float,
                        "valid_loss": float | null, "valid_mean_token_accuracy": float | null}
-  {"event": "completed", "trained_tokens": int, "adapter_dir": str, "result_file": str}
+  {"event": "checkpoint", "step": int, "epoch": int, "artifact_dir": str,
+                          "metrics": {"step": int, "train_loss": float, "train_mean_token_accuracy": float,
+                                      "valid_loss": float | null, "valid_mean_token_accuracy": float | null,
+                                      "full_valid_loss": float | null,
+                                      "full_valid_mean_token_accuracy": float | null}}
+                          (each epoch end: a loadable artifact of the same form as the final one)
+  {"event": "resumable", "step": int, "path": str}    (a checkpoint that `resume_from` accepts)
+  {"event": "stopped", "step": int, "resume_from": str | null}   (after SIGTERM; exit status 0)
+  {"event": "completed", "trained_tokens": int, "artifact_dir": str, "artifact_format": "peft" | "model",
+                         "adapter_dir": str (= artifact_dir, the older name), "result_file": str,
+                         "labels": [str] | null (classification: id i is labels[i])}
   {"event": "failed", "code": str, "message": str}
 
 Floats that are not finite (a diverged loss) are written as null: JSON has no NaN.
@@ -59,4 +69,6 @@ def take_over_stdout() -> ProgressWriter:
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
     return value

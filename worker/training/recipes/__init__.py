@@ -1,27 +1,23 @@
-"""Training recipes: one readable file per method family, found by the recipe's `type`.
+"""Recipes: one readable file per family, each building the model that trains for its `type`.
 
-A recipe is a function `train(spec, progress) -> TrainingOutcome` that does the whole run, top to
-bottom. A new recipe is one file and one row below, not another branch somewhere else.
+A recipe module has `TYPES` (the recipe types it builds) and `build(spec, base) -> model`: it loads
+the base (choosing dtype and quantization), freezes what must not train and wraps what does. The
+method (supervised, dpo, classification) then builds the trainer around it; data, callbacks,
+checkpoints and artifacts are shared (worker/training/run.py). A new recipe is a file and a row below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from types import ModuleType
 
-from worker.training.artifacts import TrainingOutcome
-from worker.training.progress import ProgressWriter
-from worker.training.recipes import lora
-from worker.training.spec import TrainingSpec
+from worker.training.recipes import bitfit, freeze, full, ia3, lora, prompt
 
-Recipe = Callable[[TrainingSpec, ProgressWriter], TrainingOutcome]
-
-RECIPES: dict[str, Recipe] = {
-    "lora": lora.train,
-}
+FAMILIES: tuple[ModuleType, ...] = (lora, ia3, prompt, bitfit, freeze, full)
+RECIPES: dict[str, ModuleType] = {recipe_type: family for family in FAMILIES for recipe_type in family.TYPES}
 
 
-def get_recipe(recipe_type: str) -> Recipe:
-    """The recipe registered under `recipe_type`; ValueError naming the known ones otherwise."""
+def get_recipe(recipe_type: str) -> ModuleType:
+    """The family module that builds `recipe_type`; ValueError naming the known types otherwise."""
     try:
         return RECIPES[recipe_type]
     except KeyError:

@@ -1,0 +1,34 @@
+"""Methods: what the model learns from (chat demonstrations, preference pairs, labelled text).
+
+A method module has `prepare(spec, tokenizer, progress) -> PreparedData`, which reads and checks the
+data files before any model loads, and `make_trainer(spec, model, tokenizer, data, args, callbacks)`,
+which builds the TRL / transformers trainer for it from the shared arguments (worker/training/run.py).
+Any recipe type trains with any method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+
+@dataclass
+class PreparedData:
+    train_dataset: Any  # datasets.Dataset
+    eval_dataset: Any | None
+    n_examples: int
+    tokens_per_epoch: int  # what one epoch bills
+    task: str  # peft task type of the model: "CAUSAL_LM" or "SEQ_CLS"
+    accuracy_key: str  # the logged value that fills the result file's accuracy columns
+    labels: list[str] | None = None  # classification: id i is labels[i]
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def get_method(name: str) -> ModuleType:
+    # Imported on demand: each method pulls its own trainer classes.
+    if name == "supervised":
+        from worker.training.methods import supervised
+
+        return supervised
+    raise ValueError(f"unknown method {name!r}")

@@ -1,0 +1,83 @@
+"""Supervised fine-tuning on chat (or prompt/completion) examples, through TRL's SFTTrainer.
+
+The data arrives pre-tokenized with our own labels (assistant tokens only, unless train_on_inputs),
+so SFTTrainer keeps them as they are instead of re-rendering the conversations itself.
+
+Packing: examples are packed best-fit into rows of max_seq_length and fed padding-free: one
+flattened row per batch whose position_ids restart at every example. Attention never crosses from one
+example into another (flash-attention's varlen kernels, or the block-diagonal mask transformers builds
+from position_ids for sdpa and eager), and no compute goes to padding. Packing changes how many
+examples make a batch, and so the number of steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+
+from worker.training.data import TokenizedDataset, read_dataset, tokenization_warnings
+from worker.training.methods import PreparedData
+from worker.training.progress import ProgressWriter
+from worker.training.spec import TrainingSpec
+
+
+def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
+    recipe = spec.recipe
+    training = read_dataset(
+        tokenizer, spec.training_file, recipe.max_seq_length, "training", recipe.train_on_inputs
+    )
+    validation = (
+        read_dataset(
+            tokenizer, spec.validation_file, recipe.max_seq_length, "validation", recipe.train_on_inputs
+        )
+        if spec.validation_file
+        else None
+    )
+    progress.message(
+        f"{len(training.examples)} training examples, {training.n_tokens} tokens per epoch"
+        + (f"; {len(validation.examples)} validation examples" if validation else "")
+    )
+    for warning in tokenization_warnings(training, "training", recipe.max_seq_length):
+        progress.message(warning, level="warn")
+    if validation:
+        for warning in tokenization_warnings(validation, "validation", recipe.max_seq_length):
+            progress.message(warning, level="warn")
+    return PreparedData(
+        train_dataset=to_dataset(training),
+        eval_dataset=to_dataset(validation) if validation else None,
+        n_examples=len(training.examples),
+        tokens_per_epoch=training.n_tokens,
+        task="CAUSAL_LM",
+        accuracy_key="mean_token_accuracy",
+    )
+
+
+def make_trainer(
+    spec: TrainingSpec, model: Any, tokenizer: Any, data: PreparedData, args: dict[str, Any], callbacks: list
+) -> SFTTrainer:
+    config = SFTConfig(
+        **args,
+        max_length=spec.recipe.max_seq_length,
+        packing=spec.recipe.packing,
+        packing_strategy="bfd",
+        padding_free=spec.recipe.packing,
+    )
+    return SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=data.train_dataset,
+        eval_dataset=data.eval_dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def to_dataset(tokenized: TokenizedDataset) -> Dataset:
+    return Dataset.from_dict(
+        {
+            "input_ids": [example.input_ids for example in tokenized.examples],
+            "labels": [example.labels for example in tokenized.examples],
+        }
+    )

@@ -1,0 +1,137 @@
+"""One training run, top to bottom, shared by every recipe and method.
+
+spec -> precision -> tokenizer -> data (the method) -> model (the recipe) -> trainer (the method)
+-> train, with progress, checkpoints and stop-on-SIGTERM -> artifact + result file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, set_seed
+
+from worker.training.artifacts import (
+    StoppedOutcome,
+    TrainingOutcome,
+    artifact_format,
+    save_artifact,
+    write_result_file,
+)
+from worker.training.base_model import BaseModel
+from worker.training.callbacks import ProgressCallback
+from worker.training.checkpoints import CheckpointCallback, StopRequest, load_run_state, resumed_step
+from worker.training.methods import get_method
+from worker.training.precision import Precision, resolve_precision
+from worker.training.progress import ProgressWriter
+from worker.training.recipes import get_recipe
+from worker.training.spec import TrainingSpec
+
+
+def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | StoppedOutcome:
+    # From the start: a pause that arrives while the model loads stops after the first step.
+    stop = StopRequest()
+    stop.install()
+    # Seeds python, numpy and torch: adapter initialisation, dropout and data order follow spec.seed.
+    set_seed(spec.seed)
+    recipe_family = get_recipe(spec.recipe.type)
+    method = get_method(spec.method)
+    resumed_rows = load_run_state(Path(spec.resume_from)) if spec.resume_from else None
+    precision = resolve_precision(spec.recipe.precision)
+    if precision.warning:
+        progress.message(precision.warning, level="warn")
+
+    # Tokenizer and data first: a bad file should fail before minutes of model loading.
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_dir)
+    if tokenizer.pad_token is None:
+        # Padding positions carry label -100 and attention 0, so reusing eos for them is harmless.
+        tokenizer.pad_token = tokenizer.eos_token
+    data = method.prepare(spec, tokenizer, progress)
+
+    model = recipe_family.build(spec, BaseModel(spec.base_model_dir, data.task, precision, data.model_kwargs))
+    if model.config.pad_token_id is None:
+        # Sequence classifiers find each example's last token through the pad id.
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+    def export(trained: Any, directory: Path) -> Path:
+        return save_artifact(trained, tokenizer, spec, directory, data.labels)
+
+    progress_callback = ProgressCallback(
+        progress,
+        n_examples=data.n_examples,
+        n_epochs=spec.n_epochs,
+        has_validation=data.eval_dataset is not None,
+        accuracy_key=data.accuracy_key,
+    )
+    checkpoint_callback = CheckpointCallback(spec, progress, progress_callback, stop, export)
+    optimizer = getattr(recipe_family, "optimizer", None)
+    args = _trainer_arguments(
+        spec,
+        precision,
+        data.eval_dataset is not None,
+        optimizer(spec, precision.use_cuda) if optimizer else None,
+    )
+    trainer = method.make_trainer(
+        spec, model, tokenizer, data, args, [progress_callback, checkpoint_callback]
+    )
+
+    if spec.resume_from and resumed_rows is not None:
+        progress_callback.restore(resumed_rows)
+        progress.message(f"Resumed from checkpoint at step {resumed_step(Path(spec.resume_from))}")
+    trainer.train(resume_from_checkpoint=spec.resume_from)
+
+    if checkpoint_callback.stopped_at is not None and trainer.state.global_step < trainer.state.max_steps:
+        return StoppedOutcome(
+            step=checkpoint_callback.stopped_at, resume_from=checkpoint_callback.last_resumable
+        )
+
+    artifact_dir = export(trainer.model, spec.artifact_dir)
+    result_file = write_result_file(progress_callback.rows, spec.result_file)
+    # Resumable state is of no use once the run is complete, and holds optimizer state (2x the
+    # trainable weights): only the artifacts stay.
+    shutil.rmtree(spec.trainer_dir, ignore_errors=True)
+    return TrainingOutcome(
+        trained_tokens=data.tokens_per_epoch * spec.n_epochs,
+        artifact_dir=artifact_dir,
+        artifact_format=artifact_format(spec),
+        result_file=result_file,
+        labels=data.labels,
+    )
+
+
+def _trainer_arguments(
+    spec: TrainingSpec, precision: Precision, has_validation: bool, optimizer: str | None
+) -> dict[str, Any]:
+    """The TrainingArguments every method shares (TRL's configs extend TrainingArguments)."""
+    recipe = spec.recipe
+    return dict(
+        output_dir=str(spec.trainer_dir),
+        num_train_epochs=spec.n_epochs,
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=recipe.lr_scheduler,
+        # A float below 1 is read as a fraction of the total steps.
+        warmup_steps=recipe.warmup_ratio,
+        weight_decay=recipe.weight_decay,
+        max_grad_norm=recipe.max_grad_norm,
+        optim=optimizer or "adamw_torch",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        # One metrics line per optimizer step, as OpenAI reports them.
+        logging_steps=1,
+        eval_strategy="epoch" if has_validation else "no",
+        # Each epoch end saves a resumable checkpoint; CheckpointCallback adds the ones between.
+        save_strategy="epoch",
+        save_total_limit=2,
+        report_to=[],
+        disable_tqdm=True,
+        # Recompute activations in the backward pass: fine-tuning is bound by GPU memory, not compute.
+        # Non-reentrant checkpointing also works when no input of a block requires grad (frozen base).
+        activation_checkpointing=recipe.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if recipe.gradient_checkpointing else None,
+        use_cpu=not precision.use_cuda,
+        bf16=precision.name == "bf16",
+        fp16=precision.name == "fp16",
+    )
