@@ -122,16 +122,20 @@ class DatasetReport:
 
     def summary(self) -> str:
         """One message: how many lines are bad, then the first problems found."""
-        return f"{self.n_bad_lines} invalid line(s): " + "; ".join(self.problems) + _more(
-            self.n_problems, len(self.problems), "problem"
+        return (
+            f"{self.n_bad_lines} invalid line(s): "
+            + "; ".join(self.problems)
+            + _more(self.n_problems, len(self.problems), "problem")
         )
 
     def warning_summary(self) -> str | None:
         """One message for the job's events, or None when there is nothing to warn about."""
         if not self.n_warnings:
             return None
-        return f"{self.n_warnings} warning(s): " + "; ".join(self.warnings) + _more(
-            self.n_warnings, len(self.warnings), "warning"
+        return (
+            f"{self.n_warnings} warning(s): "
+            + "; ".join(self.warnings)
+            + _more(self.n_warnings, len(self.warnings), "warning")
         )
 
 
@@ -308,12 +312,16 @@ def _parse_line(raw: bytes, *, first_line: bool) -> tuple[dict[str, Any], str | 
         problems += _unpaired_surrogates(example)
     present = [fmt for fmt, keys in FORMAT_KEYS.items() if any(key in example for key in keys)]
     if not present:
-        return example, None, [
-            *problems,
-            "must have 'messages' (chat format), 'prompt' and 'completion' (prompt/completion format), "
-            "'input', 'preferred_output' and 'non_preferred_output' (preference format), or 'text' and "
-            "'label' (classification format)",
-        ]
+        return (
+            example,
+            None,
+            [
+                *problems,
+                "must have 'messages' (chat format), 'prompt' and 'completion' (prompt/completion format), "
+                "'input', 'preferred_output' and 'non_preferred_output' (preference format), or 'text' and "
+                "'label' (classification format)",
+            ],
+        )
     if len(present) > 1:
         keys = " and ".join(f"{FORMAT_NAMES[fmt]} key(s) {_present_keys(example, fmt)}" for fmt in present)
         return example, None, [*problems, f"mixes {keys}: an example is in one format"]
@@ -509,7 +517,7 @@ def _check_content(content: Any, where: str, role: Any, has_tool_calls: bool) ->
     if not content:
         return [f"{where}.content is an empty list"]
     return [
-        f"{where}.content[{index}] must be a text part ({{\"type\": \"text\", \"text\": ...}}): "
+        f'{where}.content[{index}] must be a text part ({{"type": "text", "text": ...}}): '
         "only text is trained on"
         for index, part in enumerate(content)
         if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str))
