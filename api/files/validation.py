@@ -176,7 +176,7 @@ def check_lines(
                     f"{FORMAT_NAMES[report.file_format]} example: a file holds examples of one format"
                 )
         if fmt == CLASSIFICATION and not problems:
-            problems += _count_label(report, example["label"])
+            problems += _label_problems(report, str(example["label"]))
         if count_tokens is not None and not problems:
             try:
                 n_tokens = count_tokens(example)
@@ -198,6 +198,8 @@ def check_lines(
         assert fmt is not None
         report.n_examples += 1
         report.formats[fmt] += 1
+        if fmt == CLASSIFICATION:
+            report.labels[str(example["label"])] += 1
     return report
 
 
@@ -451,11 +453,9 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 }
 
 
-def _count_label(report: DatasetReport, label: str | int | bool) -> list[str]:
-    name = str(label)
-    if name not in report.labels and len(report.labels) >= MAX_LABELS:
-        return [f"label {name!r} is one more than the {MAX_LABELS} distinct labels a classifier can have"]
-    report.labels[name] += 1
+def _label_problems(report: DatasetReport, label: str) -> list[str]:
+    if label not in report.labels and len(report.labels) >= MAX_LABELS:
+        return [f"label {label!r} is one more than the {MAX_LABELS} distinct labels a classifier can have"]
     return []
 
 

@@ -569,6 +569,19 @@ def test_an_example_the_model_cannot_render_is_a_problem_of_its_line() -> None:
     ]
 
 
+def test_a_rejected_example_adds_neither_its_label_nor_its_tokens() -> None:
+    def count(example: dict[str, Any]) -> int:
+        if example["label"] == "odd":
+            raise ExampleRejected("the model can't read this text")
+        return 3
+
+    report = check_lines(
+        lines({"text": "a", "label": "even"}, {"text": "b", "label": "odd"}), count_tokens=count
+    )
+    assert report.labels == {"even": 1}
+    assert report.n_tokens == 3 and report.n_examples == 1
+
+
 # ---- dataset rules -----------------------------------------------------------------------------
 
 
