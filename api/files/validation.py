@@ -304,7 +304,7 @@ def _parse_line(raw: bytes, *, first_line: bool) -> tuple[dict[str, Any], str | 
     except json.JSONDecodeError as exc:
         return {}, None, [f"is not valid JSON ({exc.msg} at column {exc.colno})" + _layout_hint(text)]
     except RecursionError:
-        return {}, None, ["is nested too deeply (JSON nested thousands of levels deep)"]
+        return {}, None, ["is nested too deeply (arrays and objects more than about 1,000 levels deep)"]
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         return {}, None, [f"is not valid JSON ({exc})"]
     if not isinstance(example, dict):

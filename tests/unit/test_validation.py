@@ -818,6 +818,49 @@ def test_well_formed_chat_files_pass(examples: list[dict[str, Any]], crlf: bool,
     assert report.n_examples == len(examples)
 
 
+@st.composite
+def prompt_completion_examples(draw: st.DrawFn) -> dict[str, Any]:
+    return {"prompt": draw(TEXT), "completion": draw(TEXT.filter(str.strip))}
+
+
+@st.composite
+def preference_examples(draw: st.DrawFn) -> dict[str, Any]:
+    conversation = draw(chat_examples())["messages"]
+    prompt = conversation[: max(i for i, m in enumerate(conversation) if m["role"] == "user") + 1]
+    return {
+        "input": {"messages": prompt},
+        "preferred_output": [{"role": "assistant", "content": draw(TEXT)}],
+        "non_preferred_output": [{"role": "assistant", "content": draw(TEXT)}],
+    }
+
+
+@st.composite
+def classification_examples(draw: st.DrawFn) -> dict[str, Any]:
+    label = draw(st.one_of(TEXT.filter(lambda t: t.strip() != ""), st.integers(), st.booleans()))
+    return {"text": draw(TEXT.filter(str.strip)), "label": label}
+
+
+EXAMPLES_BY_FORMAT = {
+    CHAT: chat_examples(),
+    PROMPT_COMPLETION: prompt_completion_examples(),
+    PREFERENCE: preference_examples(),
+    CLASSIFICATION: classification_examples(),
+}
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st.sampled_from(sorted(EXAMPLES_BY_FORMAT)), st.data())
+def test_well_formed_files_of_every_format_pass(fmt: str, data: st.DataObject) -> None:
+    examples = data.draw(st.lists(EXAMPLES_BY_FORMAT[fmt], min_size=1, max_size=10))
+    report = check_lines(
+        file_lines(examples, crlf=data.draw(st.booleans()), ascii_only=data.draw(st.booleans()))
+    )
+    assert report.ok, report.problems
+    assert report.formats == {fmt: len(examples)}
+    if fmt == CLASSIFICATION:
+        assert report.label_names == sorted({str(example["label"]) for example in examples})
+
+
 # One breakage of a well-formed example at message `index`, and the problem it must cause.
 BREAKAGES = {
     "bad role": (
