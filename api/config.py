@@ -55,7 +55,9 @@ class Settings(BaseSettings):
         description="How often a worker renews its lease and looks for cancel and pause requests.",
     )
     max_attempts: int = Field(
-        default=3, ge=1, description="Runs of one job (first run plus restarts after lost workers) before it fails."
+        default=3,
+        ge=1,
+        description="Runs of one job (first run plus restarts after lost workers) before it fails.",
     )
     checkpoint_every_steps: int | None = Field(
         default=None, ge=1, description="Extra resumable checkpoints every N steps (always one per epoch)."

@@ -23,7 +23,7 @@ from api.checkpoints import service as checkpoints
 from api.db import session_scope
 from api.files import repository as files
 from api.files import service as files_service
-from api.files.validation import DatasetIssue, check_dataset, check_lines
+from api.files.validation import DatasetIssue, DatasetReport, TokenCounter, check_dataset, check_lines
 from api.fine_tuning import artifacts, hyperparameters, repository
 from api.fine_tuning.service import fine_tuned_model_name
 from api.fine_tuning.status import (
@@ -38,6 +38,7 @@ from api.fine_tuning.status import (
 )
 from api.tables import FineTuningJob
 from worker import leases
+from worker.context_length import example_token_counter
 from worker.runtime import Runtime
 from worker.supervisor import Action, TrainerEvent, TrainerExit, Watch, run_trainer
 from worker.training.spec import Recipe, TrainingSpec
@@ -55,11 +56,17 @@ def validate_job(rt: Runtime, job_id: str) -> None:
         if job is None or job.status != VALIDATING_FILES:
             log.info("validate %s: nothing to do (%s)", job_id, job.status if job else "no such job")
             return
-        issue, n_examples = _check_files(rt, session, job)
-        if issue is not None:
-            _fail(session, job, issue.code, issue.message, param="training_file")
+        issue, training = _check_files(rt, session, job)
+        if issue is not None or training is None:
+            assert issue is not None
+            param = "validation_file" if issue.code == "invalid_validation_file" else "training_file"
+            _fail(session, job, issue.code, issue.message, param=param)
             return
+        n_examples = training.n_examples
         job.n_training_examples = n_examples
+        if job.method["type"] == "classification":
+            # The label set is the job's record: the classifier's outputs, in this order.
+            job.method = {**job.method, "labels": training.label_names}
         job.hyperparameters = hyperparameters.resolve(job.hyperparameters, n_examples, job.method["type"])
         transition(
             session,
@@ -104,7 +111,7 @@ def _claim(rt: Runtime, job_id: str) -> bool:
                 session,
                 job,
                 "too_many_attempts",
-                f"The job was interrupted {job.attempts} times (TUNERY_MAX_ATTEMPTS) and will not be retried.",
+                f"The job was interrupted {job.attempts} times (TUNERY_MAX_ATTEMPTS); no more retries.",
             )
             return False
         else:
@@ -172,7 +179,7 @@ def _finish(rt: Runtime, job_id: str, spec: TrainingSpec, outcome: TrainerExit) 
                     session,
                     job,
                     QUEUED,
-                    f"Worker shutting down: checkpoint saved at step {final.get('step')}, job back in the queue",
+                    f"Worker shutting down: checkpoint saved at step {final.get('step')}, job queued again",
                 )
                 requeue = True
             else:
@@ -185,7 +192,9 @@ def _finish(rt: Runtime, job_id: str, spec: TrainingSpec, outcome: TrainerExit) 
                 repository.add_event(session, job, f"Paused at step {final.get('step')}: checkpoint saved")
             else:
                 where = f"step {job.resume_step}" if job.resume_step else "the start"
-                repository.add_event(session, job, f"Paused before a checkpoint; resume continues from {where}")
+                repository.add_event(
+                    session, job, f"Paused before a checkpoint; resume continues from {where}"
+                )
         elif job.status == CANCELLED:
             repository.add_event(session, job, "Trainer stopped")
             clean_up = True
@@ -195,24 +204,48 @@ def _finish(rt: Runtime, job_id: str, spec: TrainingSpec, outcome: TrainerExit) 
         shutil.rmtree(_workdir(rt, job_id), ignore_errors=True)
 
 
-def _check_files(rt: Runtime, session: Session, job: FineTuningJob) -> tuple[DatasetIssue | None, int]:
-    n_training = 0
+def _check_files(
+    rt: Runtime, session: Session, job: FineTuningJob
+) -> tuple[DatasetIssue | None, DatasetReport | None]:
+    """The first issue with the job's files, or None and the training file's report."""
+    count_tokens, max_tokens, limit_name = _token_limit(rt, job)
+    training: DatasetReport | None = None
     for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
         if file_id is None:
             continue
         row = files.get_any_project(session, file_id)
         if row is None:
-            return DatasetIssue(f"invalid_{param}", f"{param} {file_id} was deleted before validation"), 0
+            return DatasetIssue(f"invalid_{param}", f"{param} {file_id} was deleted before validation"), None
         with rt.file_storage.path(row.storage_key).open("rb") as lines:
-            report = check_lines(lines)
-        if param == "training_file":
-            issue = check_dataset(report, job.method["type"])
-            n_training = report.n_examples
-        else:
-            issue = None if report.ok else DatasetIssue("invalid_validation_file", report.summary())
+            report = check_lines(
+                lines, count_tokens=count_tokens, max_tokens=max_tokens, limit_name=limit_name
+            )
+        purpose = param.removesuffix("_file")
+        issue = check_dataset(report, job.method["type"], purpose=purpose, training=training)
         if issue is not None:
-            return issue, 0
-    return None, n_training
+            return issue, None
+        warning = report.warning_summary()
+        if warning:
+            repository.add_event(session, job, f"{purpose} file: {warning}", level="warn")
+        if param == "training_file":
+            training = report
+    return None, training
+
+
+def _token_limit(rt: Runtime, job: FineTuningJob) -> tuple[TokenCounter | None, int | None, str]:
+    """What counts an example's tokens for the job's base model, and the length training truncates to."""
+    base = rt.model_store.get(job.model)
+    if base is None:
+        return None, None, ""
+    try:
+        count, context_length = example_token_counter(base.path)
+    except ValueError as exc:  # the model does not say how long its context is
+        log.warning("job %s: examples are not checked against the context: %s", job.id, exc)
+        return None, None, ""
+    max_seq_length = (job.recipe or {}).get("max_seq_length")
+    if isinstance(max_seq_length, int) and max_seq_length < context_length:
+        return count, max_seq_length, "the recipe's max_seq_length"
+    return count, context_length, "the model's context"
 
 
 def _workdir(rt: Runtime, job_id: str) -> Path:
@@ -253,7 +286,9 @@ def _stage(rt: Runtime, session: Session, job: FineTuningJob) -> TrainingSpec:
         output_dir=str(workdir / "output"),
         n_epochs=hp["n_epochs"],
         batch_size=hp["batch_size"],
-        learning_rate=hyperparameters.learning_rate(recipe.type, job.method["type"], hp["learning_rate_multiplier"]),
+        learning_rate=hyperparameters.learning_rate(
+            recipe.type, job.method["type"], hp["learning_rate_multiplier"]
+        ),
         seed=job.seed,
         method=job.method["type"],
         recipe=recipe,

@@ -8,6 +8,7 @@ resumable checkpoint and exits) or kill it outright (SIGKILL: cancel, or a lost 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -124,16 +125,16 @@ class _Watcher:
                 stop_sent_at = time.monotonic()
                 _signal_group(self.process, signal.SIGTERM)
             if stop_sent_at is not None and time.monotonic() - stop_sent_at > self.watch.stop_grace:
-                log.warning("trainer did not stop within %.0f s of SIGTERM; killing it", self.watch.stop_grace)
+                log.warning(
+                    "trainer did not stop within %.0f s of SIGTERM; killing it", self.watch.stop_grace
+                )
                 _signal_group(self.process, signal.SIGKILL)
                 return
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _parse(raw: bytes) -> TrainerEvent | None:

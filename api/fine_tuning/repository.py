@@ -28,7 +28,9 @@ def get(session: Session, scope: int | None, job_id: str) -> FineTuningJob | Non
 
 def by_idempotency_key(session: Session, project_pk: int, key: str) -> FineTuningJob | None:
     return session.scalar(
-        select(FineTuningJob).where(FineTuningJob.project_pk == project_pk, FineTuningJob.idempotency_key == key)
+        select(FineTuningJob).where(
+            FineTuningJob.project_pk == project_pk, FineTuningJob.idempotency_key == key
+        )
     )
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from api.fine_tuning.recipe_schema import RecipeIn
 from api.tables import FineTuningJob, FineTuningJobEvent
 
 Auto = Literal["auto"]
@@ -77,19 +78,6 @@ class IntegrationIn(Strict):
     wandb: WandbIn
 
 
-class LoraRecipeIn(Strict):
-    """Tunery's extension (`extra_body={"recipe": {...}}`): how to train. Defaults are filled in."""
-
-    type: Literal["lora"] = "lora"
-    lora_r: int = Field(default=8, ge=1, le=1024, description="LoRA rank.")
-    lora_alpha: int = Field(default=16, ge=1, le=4096, description="LoRA scaling numerator (alpha / r).")
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: Literal["all-linear"] | list[Annotated[str, StringConstraints(min_length=1)]] = Field(
-        default="all-linear", description="Linear layers that get adapters: 'all-linear' or module names."
-    )
-    max_seq_length: int = Field(default=1024, ge=16, le=131072, description="Longer examples are truncated.")
-
-
 Suffix = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 MetadataKey = Annotated[str, StringConstraints(max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
@@ -105,7 +93,7 @@ class JobCreate(Strict):
     seed: Annotated[int, Field(ge=0, le=2147483647)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
     integrations: Annotated[list[IntegrationIn], Field(max_length=16)] | None = None
-    recipe: LoraRecipeIn | None = None
+    recipe: RecipeIn | None = None
 
 
 class Hyperparameters(BaseModel):

@@ -16,7 +16,8 @@ from api.auth.service import Caller
 from api.errors import InvalidRequest, NotFound
 from api.files import repository as files
 from api.fine_tuning import repository
-from api.fine_tuning.schemas import DpoHyperparametersIn, HyperparametersIn, JobCreate, LoraRecipeIn
+from api.fine_tuning.recipe_schema import RecipeIn
+from api.fine_tuning.schemas import DpoHyperparametersIn, HyperparametersIn, JobCreate
 from api.fine_tuning.status import (
     CANCELLED,
     PAUSED,
@@ -59,7 +60,11 @@ def create_job_once(
 
 
 def create_job(
-    session: Session, store: ModelStore, caller: Caller, request: JobCreate, idempotency_key: str | None = None
+    session: Session,
+    store: ModelStore,
+    caller: Caller,
+    request: JobCreate,
+    idempotency_key: str | None = None,
 ) -> FineTuningJob:
     method_type, hyperparameters = _method_and_hyperparameters(request)
     if store.get(request.model) is None:
@@ -67,7 +72,7 @@ def create_job(
     _check_file(session, caller, request.training_file, "training_file")
     if request.validation_file:
         _check_file(session, caller, request.validation_file, "validation_file")
-    recipe = request.recipe or LoraRecipeIn()
+    recipe = request.recipe or RecipeIn()
     job = FineTuningJob(
         id=new_id("ftjob-"),
         project_pk=caller.project.pk,

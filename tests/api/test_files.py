@@ -84,7 +84,7 @@ class TestBadUploads:
     def test_several_bad_lines_are_all_reported(self, client: TestClient) -> None:
         examples = toy_chat_examples(10)
         examples[2]["messages"][1]["role"] = "robot"
-        examples[7] = {"text": "no messages here"}
+        examples[7] = {"question": "no messages here"}
         error = upload(client, jsonl(examples)).json()["error"]
         assert "line 3: messages[1].role must be one of system, user, assistant, tool" in error["message"]
         assert "line 8: must have 'messages'" in error["message"]

@@ -73,7 +73,17 @@ class TestCreate:
             "lora_alpha": 16,
             "lora_dropout": 0.05,
             "target_modules": "all-linear",
+            "num_virtual_tokens": None,
+            "trainable_layers": None,
             "max_seq_length": 1024,
+            "packing": False,
+            "gradient_checkpointing": True,
+            "precision": "auto",
+            "lr_scheduler": "linear",
+            "warmup_ratio": 0.0,
+            "weight_decay": 0.0,
+            "max_grad_norm": 1.0,
+            "train_on_inputs": False,
         }
 
     @pytest.mark.parametrize(
