@@ -161,7 +161,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
             f"--loglevel={args.loglevel}",
             "-Q",
             queues,
-            "--concurrency=1",
+            # Tasks run in this process: the SIGTERM that starts a warm shutdown reaches the running
+            # job's watcher, which checkpoints the trainer and hands the job back (a prefork child
+            # would never hear of it). The trainer is a child process anyway.
+            "--pool=solo",
             "--without-gossip",
             "--without-mingle",
         ]

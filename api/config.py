@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Runs of one job (first run plus restarts after lost workers) before it fails.",
     )
+    reconcile_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often each worker re-enqueues jobs the broker lost and those of dead workers.",
+    )
     checkpoint_every_steps: int | None = Field(
         default=None, ge=1, description="Extra resumable checkpoints every N steps (always one per epoch)."
     )

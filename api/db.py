@@ -26,6 +26,16 @@ def make_engine(settings: Settings) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            # We issue BEGIN ourselves (below) instead of the driver's lazy deferred one.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection):  # type: ignore[no-untyped-def]
+            # A deferred transaction that reads, then writes after another process committed,
+            # fails at once with SQLITE_BUSY (no waiting helps it). Taking the write lock at
+            # BEGIN makes the read-then-write steps of the API and the worker queue up instead;
+            # readers still read alongside under WAL.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

@@ -23,7 +23,9 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# "function" scope: the commit happens before the response goes out, so a client that reads what it
+# just wrote (the next SDK call) always finds it. The default would commit after sending.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 

@@ -5,6 +5,9 @@ The API never imports worker/; worker/celery_app.py builds its app from the same
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -64,6 +67,39 @@ def _client(broker_key: tuple[str | None, str]) -> Celery:
     app = Celery("tunery-api")
     app.conf.update(celery_config(settings))
     return app
+
+
+def pending_job_ids(settings: Settings, queue: str) -> list[str]:
+    """Job ids of the messages waiting on `queue` or delivered and not yet acknowledged.
+
+    Read from the transport's own storage: a Redis list, or the filesystem transport's folder.
+    """
+    if settings.broker_url:
+        import redis
+
+        client = redis.Redis.from_url(settings.broker_url)
+        try:
+            raw_messages = list(client.lrange(queue, 0, -1))
+            # Delivered to a worker but not yet acknowledged (prefetched, or its task is running).
+            for entry in client.hvals("unacked"):
+                with contextlib.suppress(ValueError, IndexError, TypeError):
+                    message, _exchange, routing_key = json.loads(entry)
+                    if routing_key == queue:
+                        raw_messages.append(json.dumps(message).encode())
+        finally:
+            client.close()
+    else:
+        folder = settings.broker_path / "queue"
+        raw_messages = []
+        for path in sorted(folder.glob(f"*.{queue}.msg")):
+            with contextlib.suppress(FileNotFoundError):  # taken by a worker while we looked
+                raw_messages.append(path.read_bytes())
+    ids = []
+    for raw in raw_messages:
+        with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+            message = json.loads(raw)
+            ids.append(json.loads(base64.b64decode(message["body"]))[0][0])
+    return ids
 
 
 def enqueue(settings: Settings, task_name: str, job_id: str, *, countdown: float | None = None) -> None:

@@ -51,12 +51,20 @@ shutting_down = threading.Event()
 
 
 def validate_job(rt: Runtime, job_id: str) -> None:
+    # Read, then check the files without holding the row: validation can take seconds (a tokenizer
+    # per example), and the user's cancel should not wait for it.
     with session_scope(rt.sessions) as session:
         job = repository.get_for_update(session, job_id)
         if job is None or job.status != VALIDATING_FILES:
             log.info("validate %s: nothing to do (%s)", job_id, job.status if job else "no such job")
             return
-        issue, training = _check_files(rt, session, job)
+        issue, training, warnings = _check_files(rt, session, job)
+    with session_scope(rt.sessions) as session:
+        job = repository.get_for_update(session, job_id)
+        if job is None or job.status != VALIDATING_FILES:
+            return  # cancelled while we looked
+        for warning in warnings:
+            repository.add_event(session, job, warning, level="warn")
         if issue is not None or training is None:
             assert issue is not None
             param = "validation_file" if issue.code == "invalid_validation_file" else "training_file"
@@ -206,16 +214,18 @@ def _finish(rt: Runtime, job_id: str, spec: TrainingSpec, outcome: TrainerExit) 
 
 def _check_files(
     rt: Runtime, session: Session, job: FineTuningJob
-) -> tuple[DatasetIssue | None, DatasetReport | None]:
-    """The first issue with the job's files, or None and the training file's report."""
+) -> tuple[DatasetIssue | None, DatasetReport | None, list[str]]:
+    """The first issue with the job's files (or None), the training file's report, and warnings."""
     count_tokens, max_tokens, limit_name = _token_limit(rt, job)
     training: DatasetReport | None = None
+    warnings: list[str] = []
     for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
         if file_id is None:
             continue
         row = files.get_any_project(session, file_id)
         if row is None:
-            return DatasetIssue(f"invalid_{param}", f"{param} {file_id} was deleted before validation"), None
+            deleted = DatasetIssue(f"invalid_{param}", f"{param} {file_id} was deleted before validation")
+            return deleted, None, warnings
         with rt.file_storage.path(row.storage_key).open("rb") as lines:
             report = check_lines(
                 lines, count_tokens=count_tokens, max_tokens=max_tokens, limit_name=limit_name
@@ -223,13 +233,13 @@ def _check_files(
         purpose = param.removesuffix("_file")
         issue = check_dataset(report, job.method["type"], purpose=purpose, training=training)
         if issue is not None:
-            return issue, None
+            return issue, None, warnings
         warning = report.warning_summary()
         if warning:
-            repository.add_event(session, job, f"{purpose} file: {warning}", level="warn")
+            warnings.append(f"{purpose} file: {warning}")
         if param == "training_file":
             training = report
-    return None, training
+    return None, training, warnings
 
 
 def _token_limit(rt: Runtime, job: FineTuningJob) -> tuple[TokenCounter | None, int | None, str]:

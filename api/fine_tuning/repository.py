@@ -22,8 +22,34 @@ def scoped(query: Select[Any], scope: int | None) -> Select[Any]:
     return query if scope is None else query.where(FineTuningJob.project_pk == scope)
 
 
-def get(session: Session, scope: int | None, job_id: str) -> FineTuningJob | None:
-    return session.scalar(scoped(select(FineTuningJob).where(FineTuningJob.id == job_id), scope))
+def get(
+    session: Session, scope: int | None, job_id: str, *, for_update: bool = False
+) -> FineTuningJob | None:
+    query = scoped(select(FineTuningJob).where(FineTuningJob.id == job_id), scope)
+    if for_update:
+        # A user's control and a worker's step on one job wait for each other instead of one
+        # overwriting the other's status.
+        query = query.with_for_update(of=FineTuningJob)
+    return session.scalar(query)
+
+
+def with_expired_leases(session: Session, now: int) -> list[FineTuningJob]:
+    """Running jobs whose worker stopped renewing its lease: locked, skipping rows another holds."""
+    query = select(FineTuningJob).where(
+        FineTuningJob.status == "running",
+        FineTuningJob.lease_expires_at.is_not(None),
+        FineTuningJob.lease_expires_at < now,
+    )
+    return list(session.scalars(query.with_for_update(of=FineTuningJob, skip_locked=True)))
+
+
+def in_status(session: Session, statuses: tuple[str, ...], *, older_than: int) -> list[FineTuningJob]:
+    """Jobs in `statuses` whose last event is older than `older_than` (nothing just happened to them)."""
+    recent = (
+        select(FineTuningJobEvent.job_pk).where(FineTuningJobEvent.created_at >= older_than).scalar_subquery()
+    )
+    query = select(FineTuningJob).where(FineTuningJob.status.in_(statuses), FineTuningJob.pk.not_in(recent))
+    return list(session.scalars(query.order_by(FineTuningJob.pk)))
 
 
 def by_idempotency_key(session: Session, project_pk: int, key: str) -> FineTuningJob | None:

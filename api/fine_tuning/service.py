@@ -99,8 +99,8 @@ def create_job(
     return job
 
 
-def get_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
-    job = repository.get(session, caller.scope, job_id)
+def get_job(session: Session, caller: Caller, job_id: str, *, for_update: bool = False) -> FineTuningJob:
+    job = repository.get(session, caller.scope, job_id, for_update=for_update)
     if job is None:
         raise NotFound(f"No fine-tuning job found with id {job_id}", param="fine_tuning_job_id")
     return job
@@ -129,7 +129,7 @@ def list_events(
 
 def cancel_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
     """Any job not yet finished can be cancelled; a running trainer is stopped by its worker."""
-    job = get_job(session, caller, job_id)
+    job = get_job(session, caller, job_id, for_update=True)
     if job.status in TERMINAL:
         # 400, not 409: the SDK retries a 409 by itself, and this can never succeed.
         raise InvalidTransition(f"Job {job.id} has already {job.status} and cannot be cancelled.")
@@ -142,7 +142,7 @@ def cancel_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
 
 def pause_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
     """A running job checkpoints and stops (its worker sees the row); a queued one waits."""
-    job = get_job(session, caller, job_id)
+    job = get_job(session, caller, job_id, for_update=True)
     if job.status not in (RUNNING, QUEUED):
         raise InvalidTransition(f"Job {job.id} is {job.status}: only a queued or running job can be paused.")
     transition(session, job, PAUSED, "Fine-tuning job paused by the user; saving a checkpoint")
@@ -151,7 +151,7 @@ def pause_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
 
 def resume_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
     """Back to the queue; the next worker continues from the checkpoint the pause saved."""
-    job = get_job(session, caller, job_id)
+    job = get_job(session, caller, job_id, for_update=True)
     if job.status != PAUSED:
         raise InvalidTransition(f"Job {job.id} is {job.status}: only a paused job can be resumed.")
     where = f" from step {job.resume_step}" if job.resume_step else ""

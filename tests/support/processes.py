@@ -51,11 +51,14 @@ def service_env(settings: Settings, api_key: str, port: int) -> dict[str, str]:
 
 @contextmanager
 def live_service(
-    settings: Settings, logs: Path, api_key: str = "tun-e2e-test-key-0123456789"
+    settings: Settings,
+    logs: Path,
+    api_key: str = "tun-e2e-test-key-0123456789",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[LiveService]:
     """`tunery api` and `tunery worker`, each its own process, stopped afterwards."""
     port = free_port()
-    env = service_env(settings, api_key, port)
+    env = {**service_env(settings, api_key, port), **(extra_env or {})}
     logs.mkdir(parents=True, exist_ok=True)
     processes = []
     try:

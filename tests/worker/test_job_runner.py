@@ -5,31 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from api.config import Settings
-from api.db import make_engine, make_sessionmaker
-from api.files.storage import FileStorage
-from api.models.store import ModelStore
 from api.queue import TRAINING_QUEUE, VALIDATION_QUEUE
 from tests.api.test_jobs import queued_job_ids
 from tests.conftest import TINY_MODEL
 from tests.support.tiny_model import toy_chat_examples, write_jsonl
 from worker import job_runner
 from worker.runtime import Runtime
-
-
-@pytest.fixture
-def runtime(settings: Settings):  # type: ignore[no-untyped-def]
-    engine = make_engine(settings)
-    yield Runtime(
-        settings,
-        make_sessionmaker(engine),
-        FileStorage(settings.files_path),
-        ModelStore(settings.models_path),
-    )
-    engine.dispose()
 
 
 def create_job(client: TestClient, training_file: str, **fields) -> str:  # type: ignore[no-untyped-def]

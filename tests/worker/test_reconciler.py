@@ -1,0 +1,90 @@
+"""The reconciler: the database is the truth, so jobs whose messages or workers were lost move on."""
+
+from __future__ import annotations
+
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from api import clock
+from api.config import Settings
+from api.queue import TRAINING_QUEUE, VALIDATION_QUEUE, pending_job_ids
+from api.tables import FineTuningJob, FineTuningJobEvent
+from tests.worker.test_job_runner import create_job, events
+from worker import job_runner
+from worker.reconciler import GRACE_SECONDS, reconcile
+from worker.runtime import Runtime
+
+
+def empty_the_broker(settings: Settings) -> None:
+    """What a restarted Redis without persistence (or a lost broker volume) leaves behind."""
+    if settings.broker_url:
+        redis.Redis.from_url(settings.broker_url).flushdb()
+    else:
+        for message in (settings.broker_path / "queue").glob("*.msg"):
+            message.unlink()
+
+
+def age(runtime: Runtime, job_id: str, **columns) -> None:  # type: ignore[no-untyped-def]
+    """Make the job's history older than the reconciler's grace period, and set `columns`."""
+    with runtime.sessions.begin() as session:
+        pk = session.query(FineTuningJob.pk).filter(FineTuningJob.id == job_id).scalar()
+        old = clock.now() - GRACE_SECONDS - 5
+        session.execute(
+            update(FineTuningJobEvent).where(FineTuningJobEvent.job_pk == pk).values(created_at=old)
+        )
+        if columns:
+            session.execute(update(FineTuningJob).where(FineTuningJob.pk == pk).values(**columns))
+
+
+def test_a_queued_job_whose_message_was_lost_is_enqueued_again(
+    client: TestClient, runtime: Runtime, training_file: str, settings: Settings
+) -> None:
+    job_id = create_job(client, training_file)
+    job_runner.validate_job(runtime, job_id)
+    assert pending_job_ids(settings, TRAINING_QUEUE) == [job_id]
+    assert reconcile(runtime)["enqueued"] == []  # its message is there: nothing to do
+    empty_the_broker(settings)
+    age(runtime, job_id)
+    assert reconcile(runtime)["enqueued"] == [job_id]
+    assert pending_job_ids(settings, TRAINING_QUEUE) == [job_id]
+    assert reconcile(runtime)["enqueued"] == []  # and only once
+
+
+def test_a_validating_job_whose_message_was_lost_is_validated(
+    client: TestClient, runtime: Runtime, training_file: str, settings: Settings
+) -> None:
+    job_id = create_job(client, training_file)
+    assert reconcile(runtime)["revalidated"] == []  # just created: its message may be in flight
+    empty_the_broker(settings)
+    age(runtime, job_id)
+    assert reconcile(runtime)["revalidated"] == [job_id]
+    assert pending_job_ids(settings, VALIDATION_QUEUE) == [job_id]
+
+
+def test_a_running_job_of_a_dead_worker_is_queued_again_then_failed_after_max_attempts(
+    client: TestClient, runtime: Runtime, training_file: str, settings: Settings
+) -> None:
+    job_id = create_job(client, training_file)
+    job_runner.validate_job(runtime, job_id)
+    expired = clock.now() - 1
+    age(runtime, job_id, status="running", lease_owner="dead:1:x", lease_expires_at=expired, attempts=1)
+    assert reconcile(runtime)["requeued"] == [job_id]
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "queued"
+    assert "Worker lost; the job is queued again to resume from the start" in events(client, job_id)
+    assert job_id in pending_job_ids(settings, TRAINING_QUEUE)
+
+    age(runtime, job_id, status="running", lease_owner="dead:2:y", lease_expires_at=expired, attempts=3)
+    assert reconcile(runtime)["failed"] == [job_id]
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "too_many_attempts"
+
+
+def test_a_live_lease_is_left_alone(client: TestClient, runtime: Runtime, training_file: str) -> None:
+    job_id = create_job(client, training_file)
+    job_runner.validate_job(runtime, job_id)
+    age(runtime, job_id, status="running", lease_owner="alive:1:z", lease_expires_at=clock.now() + 60)
+    done = reconcile(runtime)
+    assert job_id not in done["requeued"] + done["enqueued"]
+    assert client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"] == "running"

@@ -1,0 +1,107 @@
+"""Cancel, pause and resume reach a real trainer: the worker's watcher reads the job row and stops
+the trainer process; a resumed job continues from the checkpoint the pause saved."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+from api.db import make_engine, make_sessionmaker
+from api.files.storage import FileStorage
+from api.models.store import ModelStore
+from tests.worker.test_job_runner import create_job, events
+from worker import job_runner
+from worker.runtime import Runtime
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def runtime(settings: Settings):  # type: ignore[no-untyped-def]
+    fast = settings.model_copy(update={"heartbeat_seconds": 0.3, "checkpoint_every_minutes": None})
+    engine = make_engine(fast)
+    yield Runtime(fast, make_sessionmaker(engine), FileStorage(fast.files_path), ModelStore(fast.models_path))
+    engine.dispose()
+
+
+def in_thread(target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 120, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def steps_trained(client: TestClient, job_id: str) -> int:
+    """The step of the newest metrics event."""
+    data = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+    return next((int(e["data"]["step"]) for e in data if e["type"] == "metrics"), 0)
+
+
+def queued(client: TestClient, runtime: Runtime, training_file: str, n_epochs: int) -> str:
+    job_id = create_job(client, training_file, hyperparameters={"n_epochs": n_epochs, "batch_size": 1})
+    job_runner.validate_job(runtime, job_id)
+    return job_id
+
+
+def test_cancel_stops_the_running_trainer_within_seconds(
+    client: TestClient, runtime: Runtime, training_file: str
+) -> None:
+    job_id = queued(client, runtime, training_file, n_epochs=50)
+    worker = in_thread(lambda: job_runner.run_job(runtime, job_id))
+    wait_for(lambda: steps_trained(client, job_id) >= 2, what="training to start")
+    asked = time.monotonic()
+    assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert time.monotonic() - asked < 10
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["fine_tuned_model"] is None
+    assert "Trainer stopped" in events(client, job_id)
+    assert steps_trained(client, job_id) < 50 * 16
+    assert not (runtime.settings.jobs_path / job_id).exists()
+
+
+def test_pause_checkpoints_and_resume_finishes_with_every_step_once(
+    client: TestClient, runtime: Runtime, training_file: str
+) -> None:
+    job_id = queued(client, runtime, training_file, n_epochs=4)  # 16 examples: 64 steps
+    worker = in_thread(lambda: job_runner.run_job(runtime, job_id))
+    wait_for(lambda: steps_trained(client, job_id) >= 20, what="step 20")
+    assert client.post(f"/v1/fine_tuning/jobs/{job_id}/pause").json()["status"] == "paused"
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    paused = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert paused["status"] == "paused"
+    paused_at = steps_trained(client, job_id)
+    assert any(m.startswith(f"Paused at step {paused_at}") for m in events(client, job_id))
+    assert paused_at < 64
+
+    assert client.post(f"/v1/fine_tuning/jobs/{job_id}/resume").json()["status"] == "queued"
+    job_runner.run_job(runtime, job_id)
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job["error"]
+    messages = events(client, job_id)
+    assert f"Fine-tuning job resumed from the checkpoint at step {paused_at}" in messages
+    assert any(m.startswith(f"Resumed from checkpoint at step {paused_at}") for m in messages)
+
+    result = client.get(f"/v1/files/{job['result_files'][0]}/content").text
+    rows = list(csv.DictReader(io.StringIO(result)))
+    assert [int(r["step"]) for r in rows] == list(range(1, 65))
+
+    checkpoints = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints").json()["data"]
+    assert [c["step_number"] for c in checkpoints] == [64, 48, 32, 16]
+    assert checkpoints[0]["fine_tuned_model_checkpoint"] == f"{job['fine_tuned_model']}:ckpt-step-64"
+    assert all(c["metrics"]["train_loss"] is not None for c in checkpoints)

@@ -1,0 +1,87 @@
+"""The database is the truth and the broker only a doorbell: ring again for jobs the queue forgot.
+
+Runs in every worker process every TUNERY_RECONCILE_SECONDS (several workers running it at once is
+harmless: each step of a job acts only when the row says it is due). It fixes three things:
+- a running job whose lease expired (its worker died): back to queued, to resume from its last
+  checkpoint, or failed once it has used up its attempts;
+- a queued job that no message on the training queue names (Redis flushed or restarted): enqueued;
+- a job still validating that no message names: enqueued for validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from api import clock, queue
+from api.db import session_scope
+from api.fine_tuning import repository
+from api.fine_tuning.status import FAILED, QUEUED, VALIDATING_FILES, transition
+from worker.runtime import Runtime
+
+log = logging.getLogger("tunery.worker.reconciler")
+
+# A job this young may have its message still in flight between the API's commit and the broker.
+GRACE_SECONDS = 10
+
+
+def reconcile(rt: Runtime) -> dict[str, list[str]]:
+    """One pass; returns what it did, by kind, for logs and tests."""
+    done: dict[str, list[str]] = {"requeued": [], "failed": [], "enqueued": [], "revalidated": []}
+    now = clock.now()
+    with session_scope(rt.sessions) as session:
+        for job in repository.with_expired_leases(session, now):
+            if job.attempts >= rt.settings.max_attempts:
+                job.error = {
+                    "code": "too_many_attempts",
+                    "message": f"The job's worker was lost {job.attempts} times (TUNERY_MAX_ATTEMPTS).",
+                    "param": None,
+                }
+                message = f"Fine-tuning job failed: {job.error['message']}"
+                transition(session, job, FAILED, message, level="error")
+                done["failed"].append(job.id)
+            else:
+                where = f"step {job.resume_step}" if job.resume_step else "the start"
+                transition(
+                    session, job, QUEUED, f"Worker lost; the job is queued again to resume from {where}"
+                )
+                done["requeued"].append(job.id)
+            job.lease_owner = job.lease_expires_at = None
+    waiting_training = set(queue.pending_job_ids(rt.settings, queue.TRAINING_QUEUE))
+    waiting_validation = set(queue.pending_job_ids(rt.settings, queue.VALIDATION_QUEUE))
+    with session_scope(rt.sessions) as session:
+        quiet = repository.in_status(session, (QUEUED, VALIDATING_FILES), older_than=now - GRACE_SECONDS)
+        for job in quiet:
+            leased = _leased(job.lease_expires_at, now)
+            if job.status == QUEUED and job.id not in waiting_training and not leased:
+                done["enqueued"].append(job.id)
+            elif job.status == VALIDATING_FILES and job.id not in waiting_validation:
+                done["revalidated"].append(job.id)
+    for job_id in done["requeued"] + done["enqueued"]:
+        queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
+    for job_id in done["revalidated"]:
+        queue.enqueue(rt.settings, queue.VALIDATE_JOB, job_id)
+    if any(done.values()):
+        log.warning("reconciled: %s", {kind: ids for kind, ids in done.items() if ids})
+    return done
+
+
+def _leased(expires_at: int | None, now: int) -> bool:
+    return expires_at is not None and expires_at > now
+
+
+def start_loop(rt: Runtime, stop: threading.Event) -> threading.Thread:
+    """Reconcile now and then every reconcile_seconds until `stop` is set (a daemon thread)."""
+
+    def loop() -> None:
+        while True:
+            try:
+                reconcile(rt)
+            except Exception:
+                log.exception("reconcile pass failed; trying again next time")
+            if stop.wait(rt.settings.reconcile_seconds):
+                return
+
+    thread = threading.Thread(target=loop, name="tunery-reconciler", daemon=True)
+    thread.start()
+    return thread
