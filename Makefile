@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tunery-installed
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run test lint typecheck pytest fuzz clean
 
 # (Re)install when pyproject.toml changes; a second `make run` skips straight to serving.
 $(STAMP): pyproject.toml
@@ -31,6 +31,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# The API fuzzer at length: many more generated requests per operation than `make test` runs.
+fuzz: $(STAMP)
+	TUNERY_FUZZ_EXAMPLES=$${TUNERY_FUZZ_EXAMPLES:-300} $(BIN)/pytest tests/api/test_openapi_fuzz.py -q
 
 clean:
 	rm -rf $(VENV) .tunery .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import openapi
 from api.checkpoints.endpoints import router as checkpoints_router
 from api.config import Settings
 from api.db import make_engine, make_sessionmaker
@@ -18,6 +19,7 @@ from api.files.storage import FileStorage
 from api.fine_tuning.endpoints import router as jobs_router
 from api.models.endpoints import router as models_router
 from api.models.store import ModelStore
+from api.nul_guard import NulGuard
 from api.upload_limit import UploadLimit
 
 log = logging.getLogger("tunery.api")
@@ -47,7 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     _install_error_handlers(app)
+    openapi.install(app)
     app.add_middleware(UploadLimit, max_body_bytes=settings.max_upload_bytes)
+    app.add_middleware(NulGuard)
     return app
 
 

@@ -73,7 +73,13 @@ def delete_checkpoint_permission(
     return CheckpointPermissionDeleted(id=permission_id, deleted=True)
 
 
-@router.get("/v1/fine_tuning/checkpoints/{checkpoint:path}/adapter", response_class=FileResponse)
+@router.get(
+    "/v1/fine_tuning/checkpoints/{checkpoint:path}/adapter",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "A .tar.gz of the adapter directory.", "content": {"application/gzip": {}}}
+    },
+)
 def download_checkpoint_adapter(
     session: SessionDep, caller: CallerDep, settings: SettingsDep, checkpoint: str
 ) -> FileResponse:

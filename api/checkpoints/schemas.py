@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
+from api.request_models import Strict
 from api.tables import CheckpointPermission, FineTuningCheckpoint
 
 
@@ -44,9 +45,7 @@ class FineTuningJobCheckpointObject(BaseModel):
 ProjectId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class PermissionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PermissionCreate(Strict):
     project_ids: Annotated[list[ProjectId], Field(min_length=1, max_length=100)]
 
 

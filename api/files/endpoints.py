@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from api.deps import CallerDep, SessionDep, SettingsDep
@@ -29,8 +29,8 @@ def create_file(
     caller: CallerDep,
     storage: StorageDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, Form()],
-    purpose: Annotated[str, Form()],
+    file: Annotated[UploadFile, File(description="The JSONL dataset.")],
+    purpose: Annotated[str, Form(description="'fine-tune'.")],
     # The SDK flattens expires_after={"anchor", "seconds"} into these two form fields.
     expires_after_anchor: Annotated[Literal["created_at"] | None, Form(alias="expires_after[anchor]")] = None,
     expires_after_seconds: Annotated[int | None, Form(alias="expires_after[seconds]")] = None,
@@ -76,7 +76,11 @@ def delete_file(session: SessionDep, caller: CallerDep, storage: StorageDep, fil
     return FileDeleted(id=file_id, deleted=True)
 
 
-@router.get("/{file_id}/content")
+@router.get(
+    "/{file_id}/content",
+    response_class=FileResponse,
+    responses={200: {"description": "The file's bytes.", "content": {"application/octet-stream": {}}}},
+)
 def retrieve_file_content(
     session: SessionDep, caller: CallerDep, storage: StorageDep, file_id: str
 ) -> FileResponse:

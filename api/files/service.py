@@ -80,7 +80,8 @@ def _publish(
     row = File(
         id=file_id,
         project_pk=project_pk,
-        filename=filename[:512],
+        # Control characters (NUL above all) cannot be stored and only confuse whoever reads them.
+        filename="".join(c for c in filename if c.isprintable())[:512] or "upload.jsonl",
         purpose=purpose,
         bytes=blob.bytes,
         sha256=blob.sha256,

@@ -99,7 +99,13 @@ def list_job_events(
     return Page.of([FineTuningJobEventObject.of(event) for event in rows], has_more)
 
 
-@router.get("/{job_id}/adapter", response_class=FileResponse)
+@router.get(
+    "/{job_id}/adapter",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "A .tar.gz of the adapter directory.", "content": {"application/gzip": {}}}
+    },
+)
 def download_adapter(
     session: SessionDep,
     caller: CallerDep,

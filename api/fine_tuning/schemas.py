@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from api.fine_tuning.recipe_schema import RecipeIn
+from api.request_models import Strict
 from api.tables import FineTuningJob, FineTuningJobEvent
 
 Auto = Literal["auto"]
 NEpochs = Auto | Annotated[int, Field(ge=1, le=50)]
 BatchSize = Auto | Annotated[int, Field(ge=1, le=256)]
 LearningRateMultiplier = Auto | Annotated[float, Field(gt=0, le=100)]
-
-
-class Strict(BaseModel):
-    """Request bodies refuse unknown fields, so a typo is a 400 naming it, not a silent default."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class HyperparametersIn(Strict):

@@ -149,6 +149,7 @@ class TestCreateRefusals:
             ({"suffix": "a:b"}, 400, "suffix", None),
             ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata", None),
             ({"metadata": {"k": "v" * 513}}, 400, "metadata.k", None),
+            ({"metadata": {"k": "a\x00b"}}, 400, None, None),
             ({"integrations": [{"type": "wandb"}]}, 400, "integrations.0.wandb", None),
             (
                 {
@@ -194,6 +195,12 @@ class TestCreateRefusals:
         response = create(client, results.id)
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "invalid_file_purpose"
+
+    def test_a_nul_in_the_url_is_400_not_a_database_error(self, client: TestClient) -> None:
+        for url in ("/v1/fine_tuning/jobs?after=%00", "/v1/files/file-%00", "/v1/models/a%00b"):
+            response = client.get(url)
+            assert response.status_code == 400, (url, response.text)
+            assert "NUL" in response.json()["error"]["message"]
 
     def test_body_that_is_not_json_is_400(self, client: TestClient) -> None:
         response = client.post(
