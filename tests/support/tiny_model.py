@@ -94,8 +94,12 @@ def build_tiny_tokenizer() -> Any:
     )
 
 
-def build_tiny_chat_model(directory: Path) -> Path:
-    """Save a random 2-layer Llama and its tokenizer under `directory`; return the directory."""
+def build_tiny_chat_model(directory: Path, with_biases: bool = False) -> Path:
+    """Save a random 2-layer Llama and its tokenizer under `directory`; return the directory.
+
+    `with_biases` gives every attention and MLP projection a bias, as Qwen and GPT-2 style models have
+    and Llama has not: what BitFit needs to train.
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -119,6 +123,8 @@ def build_tiny_chat_model(directory: Path) -> Path:
         # Larger than the default 0.02: with a frozen, tiny lm_head, logits can't move far enough for the
         # loss to fall visibly within a few LoRA steps.
         initializer_range=0.1,
+        attention_bias=with_biases,
+        mlp_bias=with_biases,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
