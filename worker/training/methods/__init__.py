@@ -31,4 +31,12 @@ def get_method(name: str) -> ModuleType:
         from worker.training.methods import supervised
 
         return supervised
+    if name == "dpo":
+        from worker.training.methods import dpo
+
+        return dpo
+    if name == "classification":
+        from worker.training.methods import classification
+
+        return classification
     raise ValueError(f"unknown method {name!r}")
