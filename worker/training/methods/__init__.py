@@ -25,6 +25,11 @@ class PreparedData:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+def supervised_only_settings(spec: Any) -> list[str]:
+    """The recipe settings given that only supervised training reads (packing, train_on_inputs)."""
+    return [name for name in ("packing", "train_on_inputs") if getattr(spec.recipe, name)]
+
+
 def get_method(name: str) -> ModuleType:
     # Imported on demand: each method pulls its own trainer classes.
     if name == "supervised":

@@ -16,12 +16,14 @@ from datasets import Dataset
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from worker.training.data import DatasetError, read_jsonl
-from worker.training.methods import PreparedData
+from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
 from worker.training.spec import TrainingSpec
 
 
 def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
+    for ignored in supervised_only_settings(spec):
+        progress.message(f"{ignored} applies to supervised training only; {spec.method} ignores it", "warn")
     training = read_labelled_text(spec.training_file, "training")
     labels = spec.labels or sorted({label for _, label in training})
     if len(labels) < 2:

@@ -20,12 +20,14 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from worker.training.data import DatasetError, normalize_message, read_jsonl
-from worker.training.methods import PreparedData
+from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
 from worker.training.spec import TrainingSpec
 
 
 def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
+    for ignored in supervised_only_settings(spec):
+        progress.message(f"{ignored} applies to supervised training only; {spec.method} ignores it", "warn")
     training = read_preferences(spec.training_file, "training")
     validation = read_preferences(spec.validation_file, "validation") if spec.validation_file else None
     tokens = sum(_n_tokens(tokenizer, comparison) for comparison in training)
