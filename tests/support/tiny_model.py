@@ -94,8 +94,12 @@ def build_tiny_tokenizer() -> Any:
     )
 
 
-def build_tiny_chat_model(directory: Path) -> Path:
-    """Save a random 2-layer Llama and its tokenizer under `directory`; return the directory."""
+def build_tiny_chat_model(directory: Path, with_biases: bool = False) -> Path:
+    """Save a random 2-layer Llama and its tokenizer under `directory`; return the directory.
+
+    `with_biases` gives every attention and MLP projection a bias, as Qwen and GPT-2 style models have
+    and Llama has not: what BitFit needs to train.
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -119,10 +123,78 @@ def build_tiny_chat_model(directory: Path) -> Path:
         # Larger than the default 0.02: with a frozen, tiny lm_head, logits can't move far enough for the
         # loss to fall visibly within a few LoRA steps.
         initializer_range=0.1,
+        attention_bias=with_biases,
+        mlp_bias=with_biases,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
     model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def toy_preference_examples(n: int) -> list[dict[str, Any]]:
+    """`n` comparisons in OpenAI's preference format: the one-word colour preferred over chatter.
+
+    The rejected answer is the same everywhere, so even a tiny random model learns the preference in a
+    few steps (a wrong colour, preferred elsewhere, would need the model to know the table first).
+    """
+    fruits = list(FRUIT_COLOURS)
+    wrong = "Hello, how are you today?"
+    examples = []
+    for index in range(n):
+        fruit = fruits[index % len(fruits)]
+        examples.append(
+            {
+                "input": {
+                    "messages": [
+                        {"role": "system", "content": SYSTEM_PROMPT},
+                        {"role": "user", "content": f"What colour is a {fruit}?"},
+                    ]
+                },
+                "preferred_output": [{"role": "assistant", "content": FRUIT_COLOURS[fruit]}],
+                "non_preferred_output": [{"role": "assistant", "content": wrong}],
+            }
+        )
+    return examples
+
+
+def toy_classification_examples(n: int) -> list[dict[str, Any]]:
+    """`n` lines of {"text", "label"}: a fruit labelled with its colour.
+
+    The fruit comes first: an encoder classifies from its first position, which in a random 2-layer
+    encoder holds little of the later tokens; a decoder reads the last position, which sees them all.
+    """
+    fruits = [list(FRUIT_COLOURS)[index % len(FRUIT_COLOURS)] for index in range(n)]
+    return [
+        {"text": f"{fruit} is a fruit. What colour is it?", "label": FRUIT_COLOURS[fruit]} for fruit in fruits
+    ]
+
+
+def build_tiny_encoder_model(directory: Path) -> Path:
+    """Save a random 2-layer BERT encoder (no head) and the tiny tokenizer: a classification base."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.convert_tokens_to_ids("<pad>"),
+        initializer_range=0.1,
+        # No dropout: a 2-layer random encoder has no redundancy to regularise, and with it the toy
+        # labels take many more steps to learn.
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

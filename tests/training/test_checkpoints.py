@@ -13,6 +13,7 @@ from tests.training.trainer_runs import (
     run_trainer,
     run_trainer_and_stop,
     toy_spec,
+    train_in_process,
     train_to_completion,
 )
 
@@ -137,6 +138,15 @@ class TestStopAndResume:
         assert resumed.keys() == clean.keys()
         for name in clean:
             assert (resumed[name] - clean[name]).abs().max() < 1e-3, name
+
+    def test_checkpoint_every_minutes_saves_between_epoch_ends(self, tmp_path, model_dir):
+        # A tiny interval: every step is past it, so every step saves.
+        spec = toy_spec(tmp_path, model_dir, n_train=8, n_epochs=2, checkpoint_every_minutes=1e-6)
+
+        run = train_in_process(spec)
+
+        assert [line["step"] for line in run.of("resumable")] == [1, 2, 3, 4]
+        assert [line["step"] for line in run.of("checkpoint")] == [2, 4]
 
     def test_resume_from_a_directory_that_is_no_checkpoint_fails_with_its_code(self, tmp_path, model_dir):
         toy_spec(tmp_path, model_dir, n_train=4, n_epochs=1, resume_from=str(tmp_path))

@@ -115,3 +115,34 @@ def train_to_completion(spec: TrainingSpec, directory: Path) -> TrainerRun:
     assert run.events[-1]["event"] == "completed", run.events[-3:]
     run.spec = spec
     return run
+
+
+@dataclass
+class InProcessRun:
+    """A run through `worker.training.run.train` in the test's own process: for recipe tests, which
+    need the model and the artifact, not the protocol (and not a second interpreter's import time)."""
+
+    outcome: object
+    events: list[dict]
+    spec: TrainingSpec
+
+    def of(self, kind: str) -> list[dict]:
+        return [event for event in self.events if event["event"] == kind]
+
+    def losses(self) -> list[float]:
+        return [event["train_loss"] for event in self.of("metrics")]
+
+
+def train_in_process(spec: TrainingSpec) -> InProcessRun:
+    import io
+
+    from worker.training.progress import ProgressWriter
+    from worker.training.run import train
+
+    stream = io.StringIO()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        outcome = train(spec, ProgressWriter(stream))
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # the run installs its stop handler
+    return InProcessRun(outcome=outcome, events=_parse(stream.getvalue()), spec=spec)

@@ -57,7 +57,11 @@ def save_artifact(
 ) -> Path:
     """Save the artifact of `spec`'s form, the tokenizer and the run record into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
+    if spec.recipe.is_peft:
+        # Only the trained adapter: DPO adds a frozen "ref" copy of it to the model as its reference.
+        model.save_pretrained(directory, selected_adapters=["default"])
+    else:
+        model.save_pretrained(directory)
     if labels is not None and spec.recipe.is_peft:
         # The adapter holds the trained head, but the label names live in the model config.
         model.get_base_model().config.save_pretrained(directory)

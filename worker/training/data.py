@@ -125,7 +125,7 @@ def normalize_example(raw: Any) -> dict[str, Any]:
     if not isinstance(messages, list) or not messages:
         raise DatasetError("'messages' must be a non-empty list")
 
-    normalized = [_normalize_message(message, index) for index, message in enumerate(messages)]
+    normalized = [normalize_message(message, index) for index, message in enumerate(messages)]
     if not any(message["role"] == "assistant" for message in normalized):
         raise DatasetError("an example needs at least one assistant message")
     if normalized[0]["role"] == "assistant":
@@ -140,7 +140,7 @@ def normalize_example(raw: Any) -> dict[str, Any]:
     return example
 
 
-def _normalize_message(message: Any, index: int) -> dict[str, Any]:
+def normalize_message(message: Any, index: int) -> dict[str, Any]:
     where = f"messages[{index}]"
     if not isinstance(message, dict):
         raise DatasetError(f"{where} must be an object")

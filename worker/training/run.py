@@ -65,12 +65,16 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
         accuracy_key=data.accuracy_key,
     )
     checkpoint_callback = CheckpointCallback(spec, progress, progress_callback, stop, export)
-    optimizer = getattr(recipe_family, "optimizer", None)
+    optimizer = getattr(recipe_family, "optimizer", lambda spec, use_cuda: "adamw_torch")
+    checkpointing = spec.recipe.gradient_checkpointing
+    supports_checkpointing = getattr(
+        recipe_family, "supports_gradient_checkpointing", lambda recipe_type: True
+    )
+    if checkpointing and not supports_checkpointing(spec.recipe.type):
+        checkpointing = False
+        progress.message(f"gradient checkpointing is off: {spec.recipe.type} does not work with it", "warn")
     args = _trainer_arguments(
-        spec,
-        precision,
-        data.eval_dataset is not None,
-        optimizer(spec, precision.use_cuda) if optimizer else None,
+        spec, precision, data.eval_dataset is not None, optimizer(spec, precision.use_cuda), checkpointing
     )
     trainer = method.make_trainer(
         spec, model, tokenizer, data, args, [progress_callback, checkpoint_callback]
@@ -101,7 +105,7 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
 
 
 def _trainer_arguments(
-    spec: TrainingSpec, precision: Precision, has_validation: bool, optimizer: str | None
+    spec: TrainingSpec, precision: Precision, has_validation: bool, optimizer: str, checkpointing: bool
 ) -> dict[str, Any]:
     """The TrainingArguments every method shares (TRL's configs extend TrainingArguments)."""
     recipe = spec.recipe
@@ -116,7 +120,7 @@ def _trainer_arguments(
         warmup_steps=recipe.warmup_ratio,
         weight_decay=recipe.weight_decay,
         max_grad_norm=recipe.max_grad_norm,
-        optim=optimizer or "adamw_torch",
+        optim=optimizer,
         seed=spec.seed,
         data_seed=spec.seed,
         # One metrics line per optimizer step, as OpenAI reports them.
@@ -129,8 +133,8 @@ def _trainer_arguments(
         disable_tqdm=True,
         # Recompute activations in the backward pass: fine-tuning is bound by GPU memory, not compute.
         # Non-reentrant checkpointing also works when no input of a block requires grad (frozen base).
-        activation_checkpointing=recipe.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if recipe.gradient_checkpointing else None,
+        activation_checkpointing=checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         use_cpu=not precision.use_cuda,
         bf16=precision.name == "bf16",
         fp16=precision.name == "fp16",

@@ -25,10 +25,23 @@ class PreparedData:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+def supervised_only_settings(spec: Any) -> list[str]:
+    """The recipe settings given that only supervised training reads (packing, train_on_inputs)."""
+    return [name for name in ("packing", "train_on_inputs") if getattr(spec.recipe, name)]
+
+
 def get_method(name: str) -> ModuleType:
     # Imported on demand: each method pulls its own trainer classes.
     if name == "supervised":
         from worker.training.methods import supervised
 
         return supervised
+    if name == "dpo":
+        from worker.training.methods import dpo
+
+        return dpo
+    if name == "classification":
+        from worker.training.methods import classification
+
+        return classification
     raise ValueError(f"unknown method {name!r}")

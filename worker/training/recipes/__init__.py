@@ -1,7 +1,9 @@
 """Recipes: one readable file per family, each building the model that trains for its `type`.
 
 A recipe module has `TYPES` (the recipe types it builds) and `build(spec, base) -> model`: it loads
-the base (choosing dtype and quantization), freezes what must not train and wraps what does. The
+the base (choosing dtype and quantization), freezes what must not train and wraps what does.
+Optional: `optimizer(spec, use_cuda) -> str` (the Trainer's optim name; default adamw_torch) and
+`supports_gradient_checkpointing(recipe_type) -> bool` (default yes). The
 method (supervised, dpo, classification) then builds the trainer around it; data, callbacks,
 checkpoints and artifacts are shared (worker/training/run.py). A new recipe is a file and a row below.
 """

@@ -13,6 +13,12 @@ from worker.training.spec import TrainingSpec
 TYPES = ("prompt_tuning", "prefix_tuning")
 
 
+def supports_gradient_checkpointing(recipe_type: str) -> bool:
+    # Prefix tuning hands its prefix to every layer as cached keys and values, and checkpointed layers
+    # drop the cache (transformers turns use_cache off under checkpointing): the prefix would vanish.
+    return recipe_type != "prefix_tuning"
+
+
 def build(spec: TrainingSpec, base: BaseModel) -> Any:
     model = base.load()
     n_tokens = spec.recipe.num_virtual_tokens

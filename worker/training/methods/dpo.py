@@ -1,0 +1,106 @@
+"""Direct Preference Optimization on OpenAI's preference format, through TRL's DPOTrainer.
+
+One line per comparison:
+  {"input": {"messages": [...], "tools": [...]?},
+   "preferred_output": [{"role": "assistant", "content": "..."}],
+   "non_preferred_output": [{"role": "assistant", "content": "..."}]}
+
+DPO raises the likelihood of the preferred answer relative to the non-preferred one, measured against
+a frozen reference: the model as it was before training (for adapter recipes, TRL keeps a frozen copy
+of the freshly initialised adapter, which leaves the base model unchanged; for full, freeze and bitfit
+a frozen copy of the model). `beta` sets how far the policy may move away from the reference.
+The accuracy columns hold the preference accuracy: how often the preferred answer is the more likely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from worker.training.data import DatasetError, normalize_message, read_jsonl
+from worker.training.methods import PreparedData, supervised_only_settings
+from worker.training.progress import ProgressWriter
+from worker.training.spec import TrainingSpec
+
+
+def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
+    for ignored in supervised_only_settings(spec):
+        progress.message(f"{ignored} applies to supervised training only; {spec.method} ignores it", "warn")
+    training = read_preferences(spec.training_file, "training")
+    validation = read_preferences(spec.validation_file, "validation") if spec.validation_file else None
+    tokens = sum(_n_tokens(tokenizer, comparison) for comparison in training)
+    progress.message(
+        f"{len(training)} training comparisons, {tokens} tokens per epoch"
+        + (f"; {len(validation)} validation comparisons" if validation else "")
+    )
+    return PreparedData(
+        train_dataset=Dataset.from_list(training),
+        eval_dataset=Dataset.from_list(validation) if validation else None,
+        n_examples=len(training),
+        tokens_per_epoch=tokens,
+        task="CAUSAL_LM",
+        accuracy_key="rewards/accuracies",
+    )
+
+
+def make_trainer(
+    spec: TrainingSpec, model: Any, tokenizer: Any, data: PreparedData, args: dict[str, Any], callbacks: list
+) -> DPOTrainer:
+    config = DPOConfig(**args, beta=spec.beta, max_length=spec.recipe.max_seq_length)
+    return DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=data.train_dataset,
+        eval_dataset=data.eval_dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def read_preferences(path: str, purpose: str) -> list[dict[str, Any]]:
+    """Preference lines -> TRL's conversational {"prompt", "chosen", "rejected"} rows."""
+    comparisons = []
+    try:
+        for line, raw in read_jsonl(path):
+            try:
+                comparisons.append(_comparison(raw))
+            except DatasetError as error:
+                raise DatasetError(error.reason, line) from None
+    except DatasetError as error:
+        error.purpose = purpose
+        raise
+    return comparisons
+
+
+def _comparison(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("input"), dict):
+        raise DatasetError("a preference example needs an 'input' object with 'messages'")
+    messages = raw["input"].get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DatasetError("input.messages must be a non-empty list")
+    prompt = [normalize_message(message, index) for index, message in enumerate(messages)]
+    if prompt[-1]["role"] == "assistant":
+        raise DatasetError("input.messages must end before the answer, not with an assistant message")
+    row: dict[str, Any] = {"prompt": prompt}
+    for key, column in (("preferred_output", "chosen"), ("non_preferred_output", "rejected")):
+        output = raw.get(key)
+        if not isinstance(output, list) or len(output) != 1:
+            raise DatasetError(f"'{key}' must be a list holding one assistant message")
+        answer = normalize_message(output[0], 0)
+        if answer["role"] != "assistant":
+            raise DatasetError(f"'{key}' must hold an assistant message")
+        row[column] = [answer]
+    if raw["input"].get("tools") is not None:
+        row["tools"] = raw["input"]["tools"]
+    return row
+
+
+def _n_tokens(tokenizer: Any, comparison: dict[str, Any]) -> int:
+    # Both answers are run through the model with the prompt: what one epoch bills.
+    conversations = (comparison["prompt"] + comparison[answer] for answer in ("chosen", "rejected"))
+    return sum(
+        len(tokenizer.apply_chat_template(conversation, tokenize=True)["input_ids"])
+        for conversation in conversations
+    )
