@@ -13,13 +13,14 @@ from api import openapi
 from api.checkpoints.endpoints import router as checkpoints_router
 from api.config import Settings
 from api.db import make_engine, make_sessionmaker
-from api.errors import TuneryError, describe_validation_error, error_body
+from api.errors import RateLimited, TuneryError, describe_validation_error, error_body
 from api.files.endpoints import router as files_router
 from api.files.storage import FileStorage
 from api.fine_tuning.endpoints import router as jobs_router
 from api.models.endpoints import router as models_router
 from api.models.store import ModelStore
 from api.nul_guard import NulGuard
+from api.rate_limit import make_limiter
 from api.upload_limit import UploadLimit
 
 log = logging.getLogger("tunery.api")
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.file_storage = FileStorage(settings.files_path)
     app.state.model_store = ModelStore(settings.models_path)
+    app.state.rate_limiter = make_limiter(settings)
 
     app.include_router(files_router)
     app.include_router(jobs_router)
@@ -58,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TuneryError)
     async def tunery_error(_request: Request, exc: TuneryError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -191,7 +191,10 @@ def _serve_http(settings: Settings, key: str) -> None:
     from api.app import create_app
 
     base_url = f"http://{settings.host}:{settings.port}/v1"
-    print(f"\nTunery is serving on {base_url}\n  API key: {key}\n", flush=True)
+    # A key the operator set is theirs already: never copy a secret into logs. The embedded
+    # default's key was made here, and printing it is how its user learns it.
+    shown = "(the one in TUNERY_API_KEY)" if settings.api_key else key
+    print(f"\nTunery is serving on {base_url}\n  API key: {shown}\n", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     checkpoint_every_minutes: float | None = Field(
         default=10.0, gt=0, description="Extra resumable checkpoints every N minutes of training."
     )
+    rate_limit_jobs_per_minute: int = Field(
+        default=60, ge=0, description="Job creations per API key per minute; more get 429 (0: no limit)."
+    )
+    rate_limit_uploads_per_minute: int = Field(
+        default=60, ge=0, description="File uploads per API key per minute; more get 429 (0: no limit)."
+    )
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from api.auth.service import Caller, authenticate
 from api.config import Settings
 from api.db import session_scope
+from api.errors import RateLimited
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -38,3 +39,23 @@ def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def _rate_limit(kind: str, setting: str):  # type: ignore[no-untyped-def]
+    def check(request: Request, caller: CallerDep) -> None:
+        limit = getattr(request.app.state.settings, setting)
+        if not limit:
+            return
+        retry_after = request.app.state.rate_limiter.hit(f"{kind}:{caller.key_id}", limit)
+        if retry_after is not None:
+            raise RateLimited(
+                f"Too many {kind} with this API key: at most {limit} a minute "
+                f"(TUNERY_{setting.upper()}). Try again in {retry_after} s.",
+                retry_after=retry_after,
+            )
+
+    return Depends(check)
+
+
+JobCreationLimit = _rate_limit("job creations", "rate_limit_jobs_per_minute")
+UploadLimit = _rate_limit("uploads", "rate_limit_uploads_per_minute")

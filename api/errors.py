@@ -36,6 +36,16 @@ class NotFound(TuneryError):
     status_code = 404
 
 
+class RateLimited(TuneryError):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(TuneryError):
     status_code = 413
     code = "file_too_large"

@@ -19,6 +19,7 @@ COMMON_ERRORS = {
     "401": "Missing, wrong or revoked API key.",
     "404": "No such object in the caller's project.",
     "413": "Request body over the upload limit.",
+    "429": "Too many uploads or job creations by this key this minute; see Retry-After.",
 }
 
 

@@ -30,6 +30,7 @@ class Caller:
     project: Project
     is_admin: bool = False
     sees_all_projects: bool = False
+    key_id: str = ""
 
     @property
     def scope(self) -> int | None:
@@ -93,9 +94,9 @@ def authenticate(session: Session, authorization: str | None, project_header: st
         # Never echo the key: it may be a real secret pasted into the wrong place.
         raise AuthenticationFailed("Incorrect API key provided.")
     if not project_header:
-        return Caller(project=row.project, is_admin=row.is_admin, sees_all_projects=row.is_admin)
+        return Caller(row.project, row.is_admin, sees_all_projects=row.is_admin, key_id=row.id)
     if project_header == row.project.id:
-        return Caller(project=row.project, is_admin=row.is_admin)
+        return Caller(row.project, row.is_admin, key_id=row.id)
     named = repository.project_by_id(session, project_header) if row.is_admin else None
     if named is None:
         # The same answer for a project that does not exist and one the key may not act in.
@@ -103,7 +104,7 @@ def authenticate(session: Session, authorization: str | None, project_header: st
             f"The OpenAI-Project header names project {project_header!r}, which this key does not belong to.",
             code="mismatched_project",
         )
-    return Caller(project=named, is_admin=True)
+    return Caller(named, is_admin=True, key_id=row.id)
 
 
 def list_keys(session: Session) -> list[ApiKey]:

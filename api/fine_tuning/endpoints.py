@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 
 from api import queue
 from api.checkpoints import repository as checkpoints
-from api.deps import CallerDep, SessionDep, SettingsDep
+from api.deps import CallerDep, JobCreationLimit, SessionDep, SettingsDep
 from api.errors import InvalidRequest, NotFound
 from api.fine_tuning import artifacts, service
 from api.fine_tuning.schemas import FineTuningJobEventObject, FineTuningJobObject, JobCreate
@@ -32,7 +32,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("", response_model=FineTuningJobObject)
+@router.post("", response_model=FineTuningJobObject, dependencies=[JobCreationLimit])
 def create_job(
     session: SessionDep,
     caller: CallerDep,

@@ -54,6 +54,53 @@ def test_keys_create_makes_a_key_that_authenticates(fresh_settings: Settings) ->
         assert client.get("/v1/files").status_code == 401
 
 
+def test_keys_are_listed_without_the_secret_and_revoked_by_id(fresh_settings: Settings) -> None:
+    tunery(fresh_settings, "migrate")
+    key = tunery(fresh_settings, "keys", "create", "--project", "research").stdout.strip()
+    admin = tunery(fresh_settings, "keys", "create", "--admin").stdout.strip()
+    listing = tunery(fresh_settings, "keys", "list").stdout
+    assert key not in listing and admin not in listing
+    rows = [line.split("\t") for line in listing.strip().splitlines()]
+    research = next(row for row in rows if row[2].startswith("research "))
+    assert research[1] == key[:8] + "..." and research[3:] == ["member", "active"]
+    assert any(row[3] == "admin" for row in rows)
+    assert tunery(fresh_settings, "keys", "revoke", research[0]).stdout.strip() == f"revoked {research[0]}"
+    assert "revoked" in tunery(fresh_settings, "keys", "list").stdout
+    with TestClient(create_app(fresh_settings), headers={"Authorization": f"Bearer {key}"}) as client:
+        assert client.get("/v1/files").status_code == 401
+
+
+def test_a_key_from_the_environment_is_never_printed(fresh_settings: Settings) -> None:
+    tunery(fresh_settings, "migrate")
+    port = free_port()
+    secret = "tun-operator-secret-0123456789"
+    env = service_env(fresh_settings, api_key=secret, port=port)
+    env["TUNERY_ADMIN_KEY"] = "tun-admin-secret-0123456789"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "api"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert _get_when_up(f"http://127.0.0.1:{port}/v1/models", secret).status_code == 200
+        admin = _get_when_up(f"http://127.0.0.1:{port}/v1/fine_tuning/jobs", "tun-admin-secret-0123456789")
+        assert admin.status_code == 200
+        assert (
+            httpx.get(
+                f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": "Bearer nope-nope-nope-1234"}
+            ).status_code
+            == 401
+        )
+    finally:
+        stop(process)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    assert "API key: (the one in TUNERY_API_KEY)" in output
+    assert secret not in output and "admin-secret" not in output and "nope-nope" not in output
+
+
 def test_models_import_a_directory(fresh_settings: Settings, tiny_model_dir: Path) -> None:
     tunery(fresh_settings, "models", "import", str(tiny_model_dir), "--id", "org/tiny")
     listing = tunery(fresh_settings, "models", "list").stdout
