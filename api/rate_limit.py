@@ -60,8 +60,6 @@ def _retry_after(now: float, window: int) -> int:
 
 
 def make_limiter(settings: Settings) -> Limiter:
-    return (
-        RedisLimiter(settings.broker_url)
-        if (settings.broker_url or "").startswith("redis")
-        else MemoryLimiter()
-    )
+    if settings.broker_url and settings.broker_url.startswith("redis"):
+        return RedisLimiter(settings.broker_url)
+    return MemoryLimiter()
