@@ -100,3 +100,62 @@ def _wait_healthy(url: str, api: subprocess.Popen, service: LiveService, timeout
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the API did not answer within {timeout}s:\n{service.log_tail()}")
+
+
+class Cluster:
+    """An API and any number of workers as separate processes, each started, killed and
+    restarted at will: the fault-injection tests' harness."""
+
+    def __init__(self, settings: Settings, logs: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.logs = logs
+        logs.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.api_key = "tun-fault-test-key-0123456789"
+        self.env = {**service_env(settings, self.api_key, self.port), **(extra_env or {})}
+        self.api: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self._started = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start_api(self) -> None:
+        self.api = self._spawn("api")
+        service = LiveService(self.base_url, self.api_key, self.settings, self.logs)
+        _wait_healthy(f"http://127.0.0.1:{self.port}/healthz", self.api, service)
+
+    def start_worker(self) -> subprocess.Popen:
+        worker = self._spawn("worker")
+        self.workers.append(worker)
+        return worker
+
+    def log_tail(self) -> str:
+        return LiveService(self.base_url, self.api_key, self.settings, self.logs).log_tail()
+
+    def stop_all(self) -> None:
+        for process in [*self.workers, *([self.api] if self.api else [])]:
+            stop(process)
+
+    def _spawn(self, command: str) -> subprocess.Popen:
+        self._started += 1
+        log = (self.logs / f"{self._started:02d}-{command}.log").open("wb")
+        return subprocess.Popen(
+            [sys.executable, "-m", "api.cli", command], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def trainer_pids(job_id: str) -> list[int]:
+    """Trainer processes (python -m worker.training .../<job_id>/spec.json) now running."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker.training" in command and any(job_id.encode() in part for part in command):
+            pids.append(int(proc.name))
+    return pids

@@ -1,0 +1,184 @@
+"""Faults injected into real processes: killed workers and trainers, a killed API, an emptied
+broker, a duplicated message and a graceful shutdown. Each job must still finish exactly once,
+with the result a clean run gives.
+
+Everything runs on PostgreSQL and Redis, with the API and workers as separate processes started
+the way an operator starts them, and short leases so that a lost worker is noticed in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from openai import OpenAI
+
+from api import queue
+from api.config import Settings
+from api.models.store import ModelStore
+from tests.conftest import TINY_MODEL
+from tests.support.processes import Cluster, trainer_pids
+from tests.support.tiny_model import toy_chat_examples
+
+pytestmark = pytest.mark.e2e
+FAST_FAILURE = {
+    "TUNERY_LEASE_SECONDS": "4",
+    "TUNERY_HEARTBEAT_SECONDS": "0.5",
+    "TUNERY_RECONCILE_SECONDS": "1",
+    "TUNERY_CHECKPOINT_EVERY_STEPS": "5",
+}
+STEPS = 48  # 16 examples, batch 1, 3 epochs
+
+
+@pytest.fixture
+def backend() -> str:
+    return "postgres"
+
+
+@pytest.fixture
+def cluster(settings: Settings, tiny_model_dir: Path, tmp_path: Path) -> Iterator[Cluster]:
+    ModelStore(settings.models_path).import_directory(tiny_model_dir, TINY_MODEL)
+    running = Cluster(settings, tmp_path / "logs", extra_env=FAST_FAILURE)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def sdk(cluster: Cluster) -> OpenAI:
+    return OpenAI(base_url=cluster.base_url, api_key=cluster.api_key)
+
+
+def wait(predicate: Callable[[], bool], what: str, cluster: Cluster, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{cluster.log_tail()}")
+        time.sleep(0.3)
+
+
+def create_job(client: OpenAI) -> str:
+    body = "".join(json.dumps(e) + "\n" for e in toy_chat_examples(16)).encode()
+    training = client.files.create(file=("train.jsonl", body), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(
+        model=TINY_MODEL, training_file=training, hyperparameters={"n_epochs": 3, "batch_size": 1}
+    )
+    return job.id
+
+
+def status(client: OpenAI, job_id: str) -> str:
+    return str(client.fine_tuning.jobs.with_raw_response.retrieve(job_id).http_response.json()["status"])
+
+
+def messages(client: OpenAI, job_id: str) -> list[str]:
+    return [e.message for e in client.fine_tuning.jobs.list_events(job_id, limit=1000).data]
+
+
+def last_step(client: OpenAI, job_id: str) -> int:
+    events = client.fine_tuning.jobs.list_events(job_id, limit=1000).data
+    return next((int((e.data or {})["step"]) for e in events if e.type == "metrics"), 0)
+
+
+def assert_finished_like_a_clean_run(client: OpenAI, job_id: str) -> None:
+    job = client.fine_tuning.jobs.retrieve(job_id)
+    assert job.status == "succeeded", job.error
+    rows = list(csv.DictReader(io.StringIO(client.files.content(job.result_files[0]).text)))
+    assert [int(row["step"]) for row in rows] == list(range(1, STEPS + 1))
+    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id)] == [48, 32, 16]
+    assert sum(m.startswith("New fine-tuned model created") for m in messages(client, job_id)) == 1
+
+
+def test_a_killed_worker_and_trainer_lose_only_the_steps_since_the_last_checkpoint(cluster: Cluster) -> None:
+    cluster.start_api()
+    doomed = cluster.start_worker()
+    client = sdk(cluster)
+    job_id = create_job(client)
+    wait(lambda: last_step(client, job_id) >= 12, "step 12", cluster)
+    trainers = trainer_pids(job_id)
+    assert trainers, "no trainer process found"
+    doomed.send_signal(signal.SIGKILL)
+    for pid in trainers:
+        os.kill(pid, signal.SIGKILL)
+    doomed.wait()
+
+    cluster.start_worker()
+    wait(lambda: status(client, job_id) == "succeeded", "the job to finish on the new worker", cluster)
+    history = messages(client, job_id)
+    lost = next(
+        m for m in history if m.startswith("Worker lost; the job is queued again to resume from step")
+    )
+    resumed_at = int(lost.rsplit(" ", 1)[1])
+    assert resumed_at >= 10  # checkpoints every 5 steps: at most the steps since the last one are lost
+    assert f"Fine-tuning job resumed from the checkpoint at step {resumed_at} (attempt 2 of 3)" in history
+    assert_finished_like_a_clean_run(client, job_id)
+
+
+def test_a_sigterm_hands_the_job_back_and_another_worker_finishes_it(cluster: Cluster) -> None:
+    cluster.start_api()
+    leaving = cluster.start_worker()
+    client = sdk(cluster)
+    job_id = create_job(client)
+    wait(lambda: last_step(client, job_id) >= 8, "step 8", cluster)
+    leaving.send_signal(signal.SIGTERM)
+    assert leaving.wait(timeout=120) == 0  # a clean exit: a pod replacement is not a failure
+    assert trainer_pids(job_id) == []
+    history = messages(client, job_id)
+    handed_back = next(m for m in history if m.startswith("Worker shutting down: checkpoint saved at step"))
+    assert status(client, job_id) == "queued", handed_back
+
+    cluster.start_worker()
+    wait(lambda: status(client, job_id) == "succeeded", "the job to finish", cluster)
+    assert not any(m.startswith("Worker lost") for m in messages(client, job_id))
+    assert_finished_like_a_clean_run(client, job_id)
+
+
+def test_an_emptied_broker_loses_no_job(cluster: Cluster, settings: Settings) -> None:
+    cluster.start_api()
+    client = sdk(cluster)
+    job_id = create_job(client)  # no worker yet: its message waits in Redis
+    assert queue.pending_job_ids(settings, queue.VALIDATION_QUEUE) == [job_id]
+    assert settings.broker_url is not None
+    redis.Redis.from_url(settings.broker_url).flushdb()  # a Redis restart without persistence
+    cluster.start_worker()
+    wait(lambda: status(client, job_id) == "succeeded", "the job to run anyway", cluster)
+    assert_finished_like_a_clean_run(client, job_id)
+
+
+def test_a_message_delivered_twice_trains_once(cluster: Cluster, settings: Settings) -> None:
+    cluster.start_api()
+    cluster.start_worker()
+    cluster.start_worker()
+    client = sdk(cluster)
+    job_id = create_job(client)
+    wait(lambda: status(client, job_id) in ("queued", "running"), "validation", cluster)
+    queue.enqueue(settings, queue.RUN_JOB, job_id)  # what a redelivery after a lost ack looks like
+    queue.enqueue(settings, queue.RUN_JOB, job_id)
+    wait(lambda: status(client, job_id) == "succeeded", "the job to finish", cluster)
+    time.sleep(2)  # let the extra messages be consumed
+    history = messages(client, job_id)
+    assert sum(m.startswith("Fine-tuning job started") for m in history) == 1
+    assert client.fine_tuning.jobs.retrieve(job_id).status == "succeeded"
+    assert_finished_like_a_clean_run(client, job_id)
+
+
+def test_a_killed_api_loses_no_stored_object(cluster: Cluster) -> None:
+    cluster.start_api()
+    client = sdk(cluster)
+    body = "".join(json.dumps(e) + "\n" for e in toy_chat_examples(10)).encode()
+    files = [client.files.create(file=(f"f{i}.jsonl", body), purpose="fine-tune").id for i in range(3)]
+    jobs = [client.fine_tuning.jobs.create(model=TINY_MODEL, training_file=files[0]).id for _ in range(3)]
+    assert cluster.api is not None
+    cluster.api.send_signal(signal.SIGKILL)
+    cluster.api.wait()
+    cluster.start_api()
+    assert {f.id for f in client.files.list()} >= set(files)
+    assert [j.id for j in client.fine_tuning.jobs.list()] == jobs[::-1]
+    assert all(client.files.content(f).content == body for f in files)
