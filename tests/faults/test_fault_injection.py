@@ -8,15 +8,18 @@ the way an operator starts them, and short leases so that a lost worker is notic
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from openai import OpenAI
@@ -182,3 +185,42 @@ def test_a_killed_api_loses_no_stored_object(cluster: Cluster) -> None:
     assert {f.id for f in client.files.list()} >= set(files)
     assert [j.id for j in client.fine_tuning.jobs.list()] == jobs[::-1]
     assert all(client.files.content(f).content == body for f in files)
+
+
+def test_an_upload_cut_off_by_a_killed_api_never_appears(cluster: Cluster) -> None:
+    cluster.start_api()
+    client = sdk(cluster)
+    before = {f.id for f in client.files.list()}
+    sent = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        boundary = b"--cut\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+        yield boundary + b'Content-Disposition: form-data; name="file"; filename="t.jsonl"\r\n\r\n'
+        for example in toy_chat_examples(10):
+            yield json.dumps(example).encode() + b"\n"
+        sent.set()
+        time.sleep(30)  # the API dies here, mid-body
+        yield b"\r\n--cut--\r\n"
+
+    def upload() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                f"{cluster.base_url}/files",
+                content=slow_body(),
+                headers={
+                    "Authorization": f"Bearer {cluster.api_key}",
+                    "Content-Type": "multipart/form-data; boundary=cut",
+                },
+                timeout=60,
+            )
+
+    uploader = threading.Thread(target=upload, daemon=True)
+    uploader.start()
+    assert sent.wait(30)
+    time.sleep(0.5)
+    assert cluster.api is not None
+    cluster.api.send_signal(signal.SIGKILL)
+    cluster.api.wait()
+    cluster.start_api()
+    assert {f.id for f in client.files.list()} == before
