@@ -158,7 +158,8 @@ def _train(rt: Runtime, job_id: str) -> tuple[TrainerExit, TrainingSpec]:
                 return Action.KILL  # deleted, or our lease expired and another worker has the job
             if job.status == RUNNING:
                 return Action.STOP if shutting_down.is_set() else Action.CONTINUE
-            return Action.STOP if job.status == PAUSED else Action.KILL
+            # Paused, or paused and already resumed (queued): save a checkpoint to continue from.
+            return Action.STOP if job.status in (PAUSED, QUEUED) else Action.KILL
 
     watch = Watch(decide, interval=rt.settings.heartbeat_seconds)
     return run_trainer(spec_path, workdir / "trainer.log", on_event, watch), spec
