@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=512 * 1024 * 1024, description="Uploads larger than this are refused with 413."
     )
+    max_line_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="The longest line (one example, newline included) an upload may have; a longer one is "
+        "refused with 400 naming the line. Validating a line costs up to about 25 times its size in memory.",
+    )
+    max_lines: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="The most lines (blank ones included) an upload may have; more are refused with 400. "
+        "Uploads are validated in the request, so this bounds its time.",
+    )
     lease_seconds: int = Field(
         default=30,
         ge=3,

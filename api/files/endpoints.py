@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from api.deps import CallerDep, SessionDep, SettingsDep
+from api.errors import InvalidRequest
 from api.files import service
 from api.files.schemas import FileDeleted, FileObject
 from api.files.storage import FileStorage
@@ -23,7 +24,28 @@ def get_storage(request: Request) -> FileStorage:
 StorageDep = Annotated[FileStorage, Depends(get_storage)]
 
 
-@router.post("", response_model=FileObject)
+async def require_file_part(request: Request, _caller: CallerDep) -> None:
+    """Say what is wrong with a body that is not a file upload, where FastAPI would only say that the
+    file is missing (a JSON body) or quote a Python type (a `file` field without a filename).
+
+    Runs after authentication (it takes the caller) and before the form is validated; the form it
+    reads is the one FastAPI already parsed and cached.
+    """
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise InvalidRequest(
+            "POST /v1/files takes a multipart/form-data body with a 'file' part and a 'purpose' field, "
+            f"not {content_type or 'a body without a Content-Type'}.",
+            param="file",
+        )
+    if isinstance((await request.form()).get("file"), str):
+        raise InvalidRequest(
+            "file must be a file part (Content-Disposition with a filename), not a plain form field.",
+            param="file",
+        )
+
+
+@router.post("", response_model=FileObject, dependencies=[Depends(require_file_part)])
 def create_file(
     session: SessionDep,
     caller: CallerDep,
@@ -40,9 +62,9 @@ def create_file(
         storage,
         caller.project,
         stream=file.file,
-        filename=file.filename or "upload.jsonl",
+        filename=file.filename or "",
         purpose=purpose,
-        max_bytes=settings.max_upload_bytes,
+        limits=service.UploadLimits.of(settings),
         expires_after_seconds=expires_after_seconds,
     )
     return FileObject.of(row)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -9,10 +11,11 @@ from sqlalchemy.orm import Session
 
 from api import clock
 from api.auth.service import Caller
+from api.config import Settings
 from api.errors import InvalidRequest, NotFound, PayloadTooLarge
 from api.files import repository
 from api.files.storage import FileStorage, StagedBlob, TooLarge
-from api.files.validation import check_lines
+from api.files.validation import check_lines, read_lines
 from api.ids import new_id
 from api.tables import File, Project
 
@@ -21,6 +24,22 @@ RESULTS_PURPOSE = "fine-tune-results"
 # OpenAI's bounds on expires_after.seconds: an hour to thirty days.
 MIN_EXPIRY_SECONDS = 3600
 MAX_EXPIRY_SECONDS = 30 * 24 * 3600
+DEFAULT_FILENAME = "upload.jsonl"
+# Most filesystems' limit, so a name shown back can be saved as it is.
+MAX_FILENAME_CHARS = 255
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What one upload may cost: its bytes, its longest line, its lines (the TUNERY_MAX_* settings)."""
+
+    max_bytes: int
+    max_line_bytes: int
+    max_lines: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> UploadLimits:
+        return cls(settings.max_upload_bytes, settings.max_line_bytes, settings.max_lines)
 
 
 def upload(
@@ -31,9 +50,10 @@ def upload(
     stream: BinaryIO,
     filename: str,
     purpose: str,
-    max_bytes: int,
+    limits: UploadLimits,
     expires_after_seconds: int | None = None,
 ) -> File:
+    """Stage, validate and publish an upload; a refused one leaves nothing behind (row, blob, staging)."""
     if expires_after_seconds is not None and not (
         MIN_EXPIRY_SECONDS <= expires_after_seconds <= MAX_EXPIRY_SECONDS
     ):
@@ -46,14 +66,15 @@ def upload(
             f"purpose must be one of {', '.join(UPLOAD_PURPOSES)}, not {purpose!r}", param="purpose"
         )
     try:
-        blob = storage.stage(stream, max_bytes)
+        blob = storage.stage(stream, limits.max_bytes)
     except TooLarge:
         raise PayloadTooLarge(
-            f"The file is larger than the limit of {max_bytes} bytes (TUNERY_MAX_UPLOAD_BYTES).", param="file"
+            f"The file is larger than the limit of {limits.max_bytes} bytes (TUNERY_MAX_UPLOAD_BYTES).",
+            param="file",
         ) from None
     try:
-        _check_fine_tune_file(blob)
-        row = _publish(session, storage, blob, project.pk, Path(filename or "upload.jsonl").name, purpose)
+        _check_fine_tune_file(blob, limits)
+        row = _publish(session, storage, blob, project.pk, filename, purpose)
         if expires_after_seconds is not None:
             row.expires_at = row.created_at + expires_after_seconds
         return row
@@ -75,13 +96,15 @@ def store_result(session: Session, storage: FileStorage, project_pk: int, source
 def _publish(
     session: Session, storage: FileStorage, blob: StagedBlob, project_pk: int, filename: str, purpose: str
 ) -> File:
-    """Record a staged blob as a file and move it under its key; the caller discards it on failure."""
+    """Record a staged blob as a file and move it under its key; the caller discards it on failure.
+
+    The key is the project and the file id, never the client's file name.
+    """
     file_id = new_id("file-")
     row = File(
         id=file_id,
         project_pk=project_pk,
-        # Control characters (NUL above all) cannot be stored and only confuse whoever reads them.
-        filename="".join(c for c in filename if c.isprintable())[:512] or "upload.jsonl",
+        filename=safe_filename(filename),
         purpose=purpose,
         bytes=blob.bytes,
         sha256=blob.sha256,
@@ -93,6 +116,24 @@ def _publish(
     repository.add(session, row)
     storage.publish(blob, row.storage_key)
     return row
+
+
+def safe_filename(name: str) -> str:
+    """The base name of a client's file name: what is shown back, and sent as Content-Disposition.
+
+    Clients send paths ("../../etc/passwd", "C:\\data\\train.jsonl"): only the last part is kept,
+    whichever the separator, so a download never names a path. Control characters go (NUL above all,
+    which Postgres can't store; CR and LF, which would split a header; bidi overrides, which disguise a
+    name), and a long name is cut keeping its extension.
+    """
+    printable = "".join(c for c in name if c.isprintable())
+    base = re.split(r"[/\\]", printable)[-1].strip()
+    if base in ("", ".", ".."):
+        return DEFAULT_FILENAME
+    if len(base) > MAX_FILENAME_CHARS:
+        suffix = Path(base).suffix if len(Path(base).suffix) <= 16 else ""
+        base = base[: MAX_FILENAME_CHARS - len(suffix)] + suffix
+    return base
 
 
 def get(session: Session, caller: Caller, file_id: str) -> File:
@@ -119,9 +160,13 @@ def list_page(
     return rows[:limit], len(rows) > limit
 
 
-def _check_fine_tune_file(blob: StagedBlob) -> None:
-    with blob.path.open("rb") as lines:
-        report = check_lines(lines)
+def _check_fine_tune_file(blob: StagedBlob, limits: UploadLimits) -> None:
+    with blob.path.open("rb") as stream:
+        report = check_lines(
+            read_lines(stream, limits.max_line_bytes),
+            max_line_bytes=limits.max_line_bytes,
+            max_lines=limits.max_lines,
+        )
     if not report.ok:
         raise InvalidRequest(
             f"Invalid file format for fine-tuning: {report.summary()}",

@@ -6,7 +6,11 @@ the first several are reported, not only the first, with the total count.
 
 The file is read as a stream: one line is parsed and checked at a time, and the report keeps only
 counts, the first problems and the label set, so a large file costs no more memory than its longest
-line.
+line. Uploads bound that too: `read_lines` never holds more of a line than the line limit, and
+check_lines refuses a longer line and stops at the line-count limit (TUNERY_MAX_LINE_BYTES,
+TUNERY_MAX_LINES), so a hostile file (one 500 MB line, millions of empty lines) costs bounded memory
+and time. Within a line, every check is linear in its size: parsing a line of JSON costs up to about
+25 times its bytes in memory (a list of millions of empty objects), which the line limit bounds.
 
 Formats (one per file; a line in another format is an error naming it):
   chat               {"messages": [...], "tools": [...]?, "parallel_tool_calls": bool?}
@@ -33,14 +37,16 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 ROLES = ("system", "user", "assistant", "tool")
 MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal"}
 MIN_EXAMPLES = 10
 MAX_REPORTED_PROBLEMS = 10
+# A problem can quote a key of the example, which may be megabytes long: the report stays readable.
+MAX_PROBLEM_CHARS = 500
 # A classifier gets one output per label: thousands of labels are a mistake (a free-text column used as
 # the label), and the cap keeps the label set's memory bounded whatever the file holds.
 MAX_LABELS = 1000
@@ -113,7 +119,7 @@ class DatasetReport:
         self.n_problems += len(problems)
         for problem in problems:
             if len(self.problems) < MAX_REPORTED_PROBLEMS:
-                self.problems.append(f"line {line_no}: {problem}")
+                self.problems.append(_clip(f"line {line_no}: {problem}"))
 
     def add_warning(self, line_no: int, warning: str) -> None:
         self.n_warnings += 1
@@ -147,26 +153,66 @@ class DatasetIssue:
     message: str
 
 
+def read_lines(stream: BinaryIO, max_line_bytes: int) -> Iterator[bytes]:
+    """The stream's lines, newlines kept, in memory bounded by `max_line_bytes`.
+
+    A line longer than the limit is yielded cut to max_line_bytes + 1 bytes (so check_lines, given the
+    same limit, reports it) and the rest of it is read past in chunks, never held whole: iterating a
+    file object instead would read a 500 MB line with no newline into memory at once.
+    """
+    while raw := stream.readline(max_line_bytes + 1):
+        if not raw.endswith(b"\n"):  # cut at the limit, or the file's last line
+            while (rest := stream.readline(_SKIP_CHUNK)) and not rest.endswith(b"\n"):
+                pass
+        yield raw
+
+
+_SKIP_CHUNK = 1024 * 1024
+
+
 def check_lines(
     lines: Iterable[bytes],
     *,
     count_tokens: TokenCounter | None = None,
     max_tokens: int | None = None,
     limit_name: str = "the model's context",
+    max_line_bytes: int | None = None,
+    max_lines: int | None = None,
 ) -> DatasetReport:
     """Check every line; blank lines (a trailing newline, CRLF leftovers) are skipped.
 
     With `count_tokens`, each valid example is counted (report.n_tokens, max_example_tokens), and one
     longer than `max_tokens` is a warning: "line N: example is X tokens, longer than {limit_name} of Y
     tokens". A counter that raises ExampleRejected makes that line a problem.
+
+    A line longer than `max_line_bytes` (its newline included) is a problem, not parsed; past
+    `max_lines` lines (blank ones included) reading stops with a problem. The messages name the settings
+    the API takes these limits from. A file whose first bytes say it is not UTF-8 text at all (gzip,
+    zip, UTF-16) is one problem, and the rest of it is not read.
     """
     report = DatasetReport()
     for line_no, raw in enumerate(lines, start=1):
+        if max_lines is not None and line_no > max_lines:
+            report.add_problems(
+                line_no, [f"the file has more than {max_lines} lines, the limit (TUNERY_MAX_LINES)"]
+            )
+            break
+        if line_no == 1:
+            not_text = _not_text(raw)
+            if not_text:
+                report.add_problems(line_no, [not_text])
+                break
+        if max_line_bytes is not None and len(raw) > max_line_bytes:
+            report.add_problems(
+                line_no,
+                [f"is longer than {max_line_bytes} bytes, the limit of a line (TUNERY_MAX_LINE_BYTES)"],
+            )
+            continue
         if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         if not raw.strip():
             continue
-        example, fmt, problems = _parse_line(raw, first_line=line_no == 1)
+        example, fmt, problems = _parse_line(raw)
         if fmt is not None:
             if report.file_format is None:
                 report.file_format, report.file_format_line = fmt, line_no
@@ -278,10 +324,39 @@ def _reject_constant(name: str) -> Any:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _parse_line(raw: bytes, *, first_line: bool) -> tuple[dict[str, Any], str | None, list[str]]:
+# What a file uploaded as JSONL by mistake starts with. Reading such a file line by line would report
+# pages of invalid UTF-8 and say nothing useful; its first bytes say what it is.
+_NOT_TEXT = (
+    ((b"\xff\xfe", b"\xfe\xff"), "the file is UTF-16 text; save it as UTF-8"),
+    ((b"\x1f\x8b",), "the file is gzip-compressed; upload the uncompressed JSONL file"),
+    ((b"PK\x03\x04", b"PK\x05\x06"), "the file is a zip archive; upload the JSONL file it holds"),
+    ((b"BZh",), "the file is bzip2-compressed; upload the uncompressed JSONL file"),
+    ((b"\xfd7zXZ\x00",), "the file is xz-compressed; upload the uncompressed JSONL file"),
+    ((b"\x28\xb5\x2f\xfd",), "the file is zstd-compressed; upload the uncompressed JSONL file"),
+    ((b"7z\xbc\xaf\x27\x1c",), "the file is a 7z archive; upload the JSONL file it holds"),
+)
+
+
+def _not_text(first_line: bytes) -> str | None:
+    """The problem with a file whose first bytes show it is not UTF-8 text, or None."""
+    for signatures, problem in _NOT_TEXT:
+        if first_line.startswith(signatures):
+            return problem
+    return None
+
+
+def _parse_line(raw: bytes) -> tuple[dict[str, Any], str | None, list[str]]:
     """The example, its format (None when it can't be told) and the line's problems."""
-    if first_line and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return {}, None, ["the file is UTF-16 text; save it as UTF-8"]
+    if b"\x00" in raw:
+        # JSON has no place for a raw NUL byte; text with them is binary or UTF-16 without a BOM.
+        return (
+            {},
+            None,
+            [
+                f"has a NUL byte (byte {raw.index(0)}): the file is binary, or UTF-16 without a byte-order "
+                "mark; upload UTF-8 JSON Lines"
+            ],
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -293,8 +368,9 @@ def _parse_line(raw: bytes, *, first_line: bool) -> tuple[dict[str, Any], str | 
     def build_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(pairs)
         if len(obj) != len(pairs):
-            keys = [key for key, _ in pairs]
-            duplicated.extend(key for key in obj if keys.count(key) > 1)
+            # Counted in one pass: list.count per key is quadratic, and a line can hold 500,000 keys.
+            counts = Counter(key for key, _ in pairs)
+            duplicated.extend(key for key, n in counts.items() if n > 1)
         return obj
 
     try:
@@ -351,21 +427,54 @@ def _present_keys(example: dict[str, Any], fmt: str) -> str:
 
 
 def _unpaired_surrogates(example: dict[str, Any]) -> list[str]:
-    # Iterative: the example may be nested as deeply as json allows.
-    problems = []
-    pending: list[tuple[str, Any]] = [("", example)]
-    while pending:
-        where, value = pending.pop()
-        if isinstance(value, dict):
-            for key, item in value.items():
-                pending.append((f"{where}.{key}" if where else str(key), item))
-                if not _encodable(key):
-                    problems.append(f"{where or 'the example'} has a key with an unpaired surrogate escape")
-        elif isinstance(value, list):
-            pending.extend((f"{where}[{index}]", item) for index, item in enumerate(value))
+    """The first MAX_REPORTED_PROBLEMS values (and keys) with an unpaired surrogate, in document order.
+
+    Iterative, as the example may be nested as deeply as json allows. The path is a stack of parts,
+    rendered only for a problem: a path string made for every value would cost the number of values
+    times the path's length (a 2 MB key over a list of a million numbers: terabytes).
+    """
+    problems: list[str] = []
+    n_more = 0
+
+    def found(parts: list[str], problem: str) -> None:
+        nonlocal n_more
+        if len(problems) < MAX_REPORTED_PROBLEMS:
+            problems.append(f"{_path(parts)} {problem}")
+        else:
+            n_more += 1
+
+    if not all(_encodable(key) for key in example):
+        found([], "has a key with an unpaired surrogate escape")
+    path: list[str] = []  # the part of each container entered, one fewer than the iterators below
+    members: list[Iterator[tuple[str, Any]]] = [_members(example)]
+    while members:
+        member = next(members[-1], None)
+        if member is None:
+            members.pop()
+            if path:
+                path.pop()
+            continue
+        part, value = member
+        if isinstance(value, dict | list):
+            path.append(part)
+            if isinstance(value, dict) and not all(_encodable(key) for key in value):
+                found(path, "has a key with an unpaired surrogate escape")
+            members.append(_members(value))
         elif isinstance(value, str) and not _encodable(value):
-            problems.append(f"{where} has an unpaired surrogate escape (\\ud800-\\udfff): not valid Unicode")
-    return sorted(problems)
+            found([*path, part], "has an unpaired surrogate escape (\\ud800-\\udfff): not valid Unicode")
+    if n_more:
+        problems.append(f"{n_more} more value(s) have an unpaired surrogate escape")
+    return problems
+
+
+def _members(value: dict[str, Any] | list[Any]) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return ((f".{key}", item) for key, item in value.items())
+    return ((f"[{index}]", item) for index, item in enumerate(value))
+
+
+def _path(parts: list[str]) -> str:
+    return "".join(parts).removeprefix(".") or "the example"
 
 
 def _encodable(text: str) -> bool:
@@ -468,6 +577,11 @@ def _check_messages(messages: Any, where: str) -> list[str]:
     problems: list[str] = []
     call_ids: set[str] = set()  # the ids of the tool calls made so far, which tool messages answer
     for index, message in enumerate(messages):
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            # Only the first are reported: a line of a million empty messages would otherwise build
+            # millions of messages, hundreds of megabytes, to throw away.
+            problems.append(f"{where}[{index}:] not checked: the messages before have too many problems")
+            break
         problems += _check_message(message, f"{where}[{index}]", ROLES, call_ids)
     return problems
 
@@ -581,6 +695,10 @@ def _json_type(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
     )
+
+
+def _clip(problem: str) -> str:
+    return problem if len(problem) <= MAX_PROBLEM_CHARS else problem[:MAX_PROBLEM_CHARS] + "…"
 
 
 def _more(total: int, shown: int, noun: str) -> str:
