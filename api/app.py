@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.file_storage = FileStorage(settings.files_path)
+    app.state.file_storage.sweep_staging()  # what an API killed mid-upload left
     app.state.model_store = ModelStore(settings.models_path)
     app.state.rate_limiter = make_limiter(settings)
 

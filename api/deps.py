@@ -58,4 +58,4 @@ def _rate_limit(kind: str, setting: str):  # type: ignore[no-untyped-def]
 
 
 JobCreationLimit = _rate_limit("job creations", "rate_limit_jobs_per_minute")
-UploadLimit = _rate_limit("uploads", "rate_limit_uploads_per_minute")
+UploadRateLimit = _rate_limit("uploads", "rate_limit_uploads_per_minute")

@@ -23,7 +23,14 @@ from api.checkpoints import service as checkpoints
 from api.db import session_scope
 from api.files import repository as files
 from api.files import service as files_service
-from api.files.validation import DatasetIssue, DatasetReport, TokenCounter, check_dataset, check_lines
+from api.files.validation import (
+    DatasetIssue,
+    DatasetReport,
+    TokenCounter,
+    check_dataset,
+    check_lines,
+    read_lines,
+)
 from api.fine_tuning import artifacts, hyperparameters, repository
 from api.fine_tuning.service import fine_tuned_model_name
 from api.fine_tuning.status import (
@@ -227,9 +234,15 @@ def _check_files(
         if row is None:
             deleted = DatasetIssue(f"invalid_{param}", f"{param} {file_id} was deleted before validation")
             return deleted, None, warnings
-        with rt.file_storage.path(row.storage_key).open("rb") as lines:
+        limits = rt.settings
+        with rt.file_storage.path(row.storage_key).open("rb") as stream:
             report = check_lines(
-                lines, count_tokens=count_tokens, max_tokens=max_tokens, limit_name=limit_name
+                read_lines(stream, limits.max_line_bytes),
+                count_tokens=count_tokens,
+                max_tokens=max_tokens,
+                limit_name=limit_name,
+                max_line_bytes=limits.max_line_bytes,
+                max_lines=limits.max_lines,
             )
         purpose = param.removesuffix("_file")
         issue = check_dataset(report, job.method["type"], purpose=purpose, training=training)

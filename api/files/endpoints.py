@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import CallerDep, SessionDep, SettingsDep
+from api.deps import CallerDep, SessionDep, SettingsDep, UploadRateLimit
 from api.errors import InvalidRequest
 from api.files import service
 from api.files.schemas import FileDeleted, FileObject
@@ -45,7 +45,7 @@ async def require_file_part(request: Request, _caller: CallerDep) -> None:
         )
 
 
-@router.post("", response_model=FileObject, dependencies=[Depends(require_file_part)])
+@router.post("", response_model=FileObject, dependencies=[UploadRateLimit, Depends(require_file_part)])
 def create_file(
     session: SessionDep,
     caller: CallerDep,

@@ -6,10 +6,12 @@ upload never exists under a real key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -37,6 +39,20 @@ class FileStorage:
 
     def path(self, key: str) -> Path:
         return self.root / key
+
+    def sweep_staging(self, older_than_seconds: float = 3600) -> int:
+        """Remove staged blobs a killed process left behind; an hour is far longer than an upload
+        is staged, so nothing in flight is touched. Returns how many went."""
+        if not self._staging.is_dir():
+            return 0
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for leftover in self._staging.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed += 1
+        return removed
 
     def stage(self, source: BinaryIO, max_bytes: int) -> StagedBlob:
         """Copy a stream to a temporary file in bounded memory, counting and hashing as it goes."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from api.app import create_app
 from api.config import Settings
 from api.tables import File
 from tests.support.tiny_model import toy_chat_examples
@@ -137,6 +140,18 @@ class TestBadUploads:
             assert response.json()["error"]["code"] == "file_too_large"
         assert count_rows(app) == 0
         assert stored_blobs(settings) == []
+
+
+def test_staged_leftovers_of_a_killed_upload_are_swept_at_start(settings: Settings) -> None:
+    staging = settings.files_path / ".staging"
+    staging.mkdir(parents=True)
+    old, fresh = staging / "tmp-old", staging / "tmp-in-flight"
+    old.write_bytes(b"half an upload")
+    fresh.write_bytes(b"an upload in flight")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    app = create_app(settings)
+    app.state.engine.dispose()
+    assert not old.exists() and fresh.exists()
 
 
 class TestListAndExpiry:

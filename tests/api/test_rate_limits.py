@@ -48,3 +48,14 @@ def test_job_creation_past_the_limit_is_429_per_key(
         sdk.fine_tuning.jobs.create(model=TINY_MODEL, training_file=training)
         with pytest.raises(openai.RateLimitError):
             sdk.fine_tuning.jobs.create(model=TINY_MODEL, training_file=training)
+
+
+def test_uploads_past_the_limit_are_429(settings: Settings, api_key_for, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app, key = api_key_for(settings.model_copy(update={"rate_limit_uploads_per_minute": 1}))
+    body = write_jsonl(tmp_path / "t.jsonl", toy_chat_examples(10)).read_bytes()
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        first = client.post("/v1/files", files={"file": ("t.jsonl", body)}, data={"purpose": "fine-tune"})
+        second = client.post("/v1/files", files={"file": ("t.jsonl", body)}, data={"purpose": "fine-tune"})
+        assert (first.status_code, second.status_code) == (200, 429)
+        assert "Retry-After" in second.headers
+        assert [f["id"] for f in client.get("/v1/files").json()["data"]] == [first.json()["id"]]
