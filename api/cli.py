@@ -175,6 +175,9 @@ def cmd_serve(_args: argparse.Namespace) -> None:
     settings = Settings()
     key = _bootstrap_key(settings)
     worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--loglevel=WARNING"])
+    # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found: with
+    # the default one the process would die there, before the worker below is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         _serve_http(settings, key)
     finally:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -161,6 +163,52 @@ def test_serve_prints_its_url_and_key_and_keeps_the_key(fresh_settings: Settings
             stop(process)
     assert keys[0] == keys[1]
     assert oct(os.stat(fresh_settings.api_key_file).st_mode & 0o777) == "0o600"
+
+
+def test_sigterm_to_serve_stops_its_worker_too(fresh_settings: Settings) -> None:
+    tunery(fresh_settings, "migrate")
+    port = free_port()
+    env = service_env(fresh_settings, api_key="", port=port)
+    env.pop("TUNERY_API_KEY")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        key = ""
+        while not key:
+            line = process.stdout.readline()
+            assert line, "serve exited early"
+            if "API key:" in line:
+                key = line.split("API key:")[1].strip()
+        _get_when_up(f"http://127.0.0.1:{port}/v1/models", key)
+        worker = _children(process.pid)
+        assert worker, "serve started no worker"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in worker), "the worker outlived serve"
+    finally:
+        stop(process)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(proc.name))
+    return found
 
 
 def _get_when_up(url: str, key: str) -> httpx.Response:
