@@ -81,8 +81,9 @@ class Tally:
 
     def record_error(self, operation: str, what: str) -> None:
         self.errors[f"{operation}: {what.splitlines()[0][:60]}"] += 1
-        if len(self.error_samples) < 5:
-            self.error_samples.append(f"{operation}: {what[:300]}")
+        sample = f"{operation}: {what[:300]}"
+        if len(self.error_samples) < 5 and sample not in self.error_samples:
+            self.error_samples.append(sample)
 
 
 def main() -> int:
@@ -156,7 +157,8 @@ def main() -> int:
         print_report(baseline, loaded, args.clients)
         lost, extra, statuses = asyncio.run(run.check_jobs(baseline.job_ids + loaded.job_ids))
         known = len(baseline.job_ids) + len(loaded.job_ids)
-        print(f"jobs created {known}; statuses when listed: {dict(statuses)}")
+        listing = dict(statuses) if statuses else "unknown (no full listing)"
+        print(f"jobs created {known}; statuses when listed: {listing}")
         if extra:
             print(f"  {len(extra)} listed job(s) no client got an id for (a create whose answer was lost)")
         for line, count in api_log_exceptions(log).most_common(5):
@@ -370,7 +372,7 @@ class LoadRun:
             try:
                 answer = await http.request(method, path, **kwargs)  # type: ignore[arg-type]
             except httpx.HTTPError as error:
-                tally.record_error(operation, f"{type(error).__name__} {error}")
+                tally.record_error(operation, describe(error, self.args.timeout))
                 return None
             except asyncio.CancelledError:
                 tally.record_error(operation, "no answer by the phase's hard stop")
@@ -394,7 +396,12 @@ class LoadRun:
         lost: dict[str, str] = {}
         listed: dict[str, str] = {}
         async with self.client(20) as http:
-            await self.wait_until_answering(http)
+            if not await self.wait_until_answering(http):
+                return (
+                    dict.fromkeys(job_ids, "unverified: the API answered no list request"),
+                    set(),
+                    Counter(),
+                )
             after = None
             while True:
                 params: dict[str, str | int] = {"limit": 100}
@@ -403,7 +410,7 @@ class LoadRun:
                 try:
                     page = (await http.get("/fine_tuning/jobs", params=params)).raise_for_status().json()
                 except httpx.HTTPError as error:
-                    why = f"unverified: listing all jobs failed ({type(error).__name__} {error})"
+                    why = f"unverified: listing all jobs failed ({describe(error, self.args.timeout)})"
                     return dict.fromkeys(job_ids, why), set(), Counter(listed.values())
                 for job in page["data"]:
                     if job["id"] in listed:
@@ -430,20 +437,28 @@ class LoadRun:
                 lost.setdefault(job_id, "missing from the full listing")
         return lost, set(listed) - set(job_ids), Counter(listed.values())
 
-    async def wait_until_answering(self, http: httpx.AsyncClient) -> None:
+    async def wait_until_answering(self, http: httpx.AsyncClient) -> bool:
         """Requests the clients gave up on may still hold the API's threads: wait (bounded) for a 200."""
         started = time.perf_counter()
         while time.perf_counter() - started < self.args.timeout + 10:
             try:
                 answer = await http.get("/fine_tuning/jobs", params={"limit": 1}, timeout=5)
                 if answer.status_code == 200:
-                    break
+                    waited = time.perf_counter() - started
+                    if waited > 1:
+                        print(f"the API took {waited:.0f}s after the load to answer a list request again")
+                    return True
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.5)
-        waited = time.perf_counter() - started
-        if waited > 1:
-            print(f"the API took {waited:.0f}s after the load to answer a list request again", flush=True)
+        print(f"the API answered no list request for {time.perf_counter() - started:.0f}s after the load")
+        return False
+
+
+def describe(error: httpx.HTTPError, timeout: float) -> str:
+    if isinstance(error, httpx.TimeoutException):
+        return f"{type(error).__name__}: no answer within {timeout:g}s"
+    return f"{type(error).__name__}: {error}"
 
 
 def retry_after(answer: httpx.Response) -> float:
