@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    # As many requests inside the database at once as the pool has connections (api/deps.py).
+    app.state.database_slots = anyio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
     app.state.file_storage = FileStorage(settings.files_path)
     app.state.file_storage.sweep_staging()  # what an API killed mid-upload left
     app.state.model_store = ModelStore(settings.models_path)

@@ -198,7 +198,11 @@ def _serve_http(settings: Settings, key: str) -> None:
     # default's key was made here, and printing it is how its user learns it.
     shown = "(the one in TUNERY_API_KEY)" if settings.api_key else key
     print(f"\nTunery is serving on {base_url}\n  API key: {shown}\n", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # Keep idle connections longer than a load balancer does (60 s is common): a server that closes
+    # first races the client reusing the connection, and the client sees a reset.
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_keep_alive=75
+    )
 
 
 def _bootstrap_key(settings: Settings) -> str:

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     checkpoint_every_minutes: float | None = Field(
         default=10.0, gt=0, description="Extra resumable checkpoints every N minutes of training."
     )
+    db_pool_size: int = Field(
+        default=10, ge=1, description="Database connections each process keeps (Postgres)."
+    )
+    db_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        description="Connections beyond the pool under load; their sum bounds the API's "
+        "concurrent requests that use the database.",
+    )
     rate_limit_jobs_per_minute: int = Field(
         default=60, ge=0, description="Job creations per API key per minute; more get 429 (0: no limit)."
     )

@@ -30,25 +30,36 @@ def make_engine(settings: Settings) -> Engine:
             dbapi_connection.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(connection):  # type: ignore[no-untyped-def]
+        def _begin(connection):  # type: ignore[no-untyped-def]
             # A deferred transaction that reads, then writes after another process committed,
-            # fails at once with SQLITE_BUSY (no waiting helps it). Taking the write lock at
-            # BEGIN makes the read-then-write steps of the API and the worker queue up instead;
-            # readers still read alongside under WAL.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # fails at once with SQLITE_BUSY (no waiting helps it). Units of work that may write
+            # take the write lock at BEGIN, so they queue up instead; reading ones do not, and
+            # read alongside under WAL.
+            writes = connection.get_execution_options().get(WRITES, True)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+WRITES = "tunery_writes"
+
+
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit when the block ends well, roll back when it raises."""
+def session_scope(factory: sessionmaker[Session], *, writes: bool = True) -> Iterator[Session]:
+    """One unit of work: commit when the block ends well, roll back when it raises.
+
+    `writes=False` promises only reads (on SQLite it then takes no write lock).
+    """
     session = factory()
+    if not writes:
+        session.connection(execution_options={WRITES: False})
     try:
         yield session
         session.commit()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -14,9 +14,23 @@ from api.db import session_scope
 from api.errors import RateLimited
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def database_slot(request: Request) -> AsyncIterator[None]:
+    """Wait for one of a bounded number of slots before touching the database.
+
+    A request's dependencies and endpoint run in separate threadpool steps, and its connection is
+    held from the first query until the end. Without a bound, a burst of requests fills every
+    thread with requests waiting for a connection, while the requests holding the connections wait
+    for a thread: nothing moves until the pool times out. Waiting here holds neither.
+    """
+    async with request.app.state.database_slots:
+        yield
+
+
+def get_session(
+    request: Request, _slot: Annotated[None, Depends(database_slot, scope="function")]
+) -> Iterator[Session]:
     """One session per request: commit when the endpoint returns, roll back when it raises."""
-    with session_scope(request.app.state.sessionmaker) as session:
+    with session_scope(request.app.state.sessionmaker, writes=request.method != "GET") as session:
         yield session
 
 
