@@ -111,6 +111,7 @@ def run_child(recipe_type: str, model_dir: Path, args: argparse.Namespace) -> di
 def run_one(recipe_type: str, model_dir: Path, steps: int, batch_size: int, seq_len: int) -> dict[str, Any]:
     import torch
 
+    from api.fine_tuning.recipe_schema import base_learning_rate
     from worker.training.artifacts import TrainingOutcome
     from worker.training.run import train
     from worker.training.spec import Recipe, RecipeError, TrainingSpec
@@ -125,7 +126,8 @@ def run_one(recipe_type: str, model_dir: Path, steps: int, batch_size: int, seq_
             output_dir=str(Path(scratch) / "out"),
             n_epochs=1,
             batch_size=batch_size,
-            learning_rate=1e-4,
+            # Each type at the rate a job would give it, so that the loss column compares like with like.
+            learning_rate=base_learning_rate(recipe_type, "supervised"),
             seed=0,
             recipe=Recipe(type=recipe_type, max_seq_length=seq_len, trainable_layers=2),
         )
