@@ -155,3 +155,69 @@ class TestStopAndResume:
 
         assert run.returncode == 1
         assert run.events[-1]["code"] == "invalid_resume_checkpoint"
+
+
+class TestWhenTheCallbackSaves:
+    """The save decisions of CheckpointCallback, on the Trainer's own state and control objects."""
+
+    @staticmethod
+    def callback(tmp_path, stop_requested: bool, **spec_fields):
+        import io
+
+        from worker.training.callbacks import ProgressCallback
+        from worker.training.checkpoints import CheckpointCallback, StopRequest
+        from worker.training.progress import ProgressWriter
+
+        spec = toy_spec(tmp_path, tmp_path, n_train=8, n_epochs=2, **spec_fields)
+        writer = ProgressWriter(io.StringIO())
+        stop = StopRequest()
+        stop.requested = stop_requested
+        progress = ProgressCallback(writer, n_examples=8, n_epochs=2, has_validation=False)
+        return CheckpointCallback(spec, writer, progress, stop, save_artifact=lambda model, path: path)
+
+    @staticmethod
+    def state(step: int, steps_per_epoch: int = 4):
+        from transformers import TrainerState
+
+        return TrainerState(global_step=step, epoch=step / steps_per_epoch, max_steps=8)
+
+    def test_stop_mid_epoch_saves_now_and_skips_the_epoch_end(self, tmp_path):
+        from transformers import TrainerControl, TrainingArguments
+
+        callback = self.callback(tmp_path, stop_requested=True)
+        control = TrainerControl()
+        args = TrainingArguments(output_dir=str(tmp_path / "trainer"), report_to=[])
+
+        callback.on_step_end(args, self.state(3), control)
+        assert control.should_save and control.should_training_stop
+        control.should_save = control.should_evaluate = True  # as the Trainer's DefaultFlowCallback sets them
+        callback.on_epoch_end(args, self.state(3), control)
+        assert not control.should_save and not control.should_evaluate
+        assert callback.stopped_at == 3
+
+    def test_stop_on_an_epoch_last_step_lets_the_epoch_end_evaluate_and_save(self, tmp_path):
+        from transformers import TrainerControl, TrainingArguments
+
+        callback = self.callback(tmp_path, stop_requested=True)
+        control = TrainerControl()
+        args = TrainingArguments(output_dir=str(tmp_path / "trainer"), report_to=[])
+
+        callback.on_step_end(args, self.state(4), control)
+        assert control.should_training_stop and not control.should_save
+        control.should_save = control.should_evaluate = True
+        callback.on_epoch_end(args, self.state(4), control)
+        assert control.should_save and control.should_evaluate
+
+    def test_every_n_steps_saves_between_epoch_ends_but_not_on_them(self, tmp_path):
+        from transformers import TrainerControl, TrainingArguments
+
+        callback = self.callback(tmp_path, stop_requested=False, checkpoint_every_steps=2)
+        args = TrainingArguments(output_dir=str(tmp_path / "trainer"), report_to=[])
+        saved = []
+        for step in range(1, 9):
+            control = TrainerControl()
+            callback.on_step_end(args, self.state(step), control)
+            saved.append(control.should_save)
+
+        # Steps 4 and 8 end epochs: the epoch-end save takes them, once.
+        assert [step for step, save in enumerate(saved, start=1) if save] == [2, 6]

@@ -227,3 +227,34 @@ class TestClassificationOnAnEncoder:
         with pytest.raises(DatasetError, match="labels not in the job's label set") as error:
             prepare(spec, AutoTokenizer.from_pretrained(encoder_dir), ProgressWriter(io.StringIO()))
         assert error.value.purpose == "validation"
+
+
+@pytest.mark.parametrize(
+    ("method", "recipe_type", "learning_rate"),
+    [
+        ("dpo", "qlora", 5e-3),
+        ("dpo", "prompt_tuning", 5e-2),
+        ("classification", "qlora", 1e-2),
+        ("classification", "prefix_tuning", 3e-2),
+    ],
+)
+def test_quantized_and_soft_prompt_recipes_train_with_every_method(
+    tmp_path, model_dir, method, recipe_type, learning_rate
+):
+    spec = toy_spec(
+        tmp_path,
+        model_dir,
+        n_train=16,
+        n_epochs=3,
+        learning_rate=learning_rate,
+        method=method,
+        recipe=Recipe(type=recipe_type, max_seq_length=64, num_virtual_tokens=8),
+    )
+    examples = toy_preference_examples(16) if method == "dpo" else toy_classification_examples(16)
+    write_jsonl(Path(spec.training_file), examples)
+
+    run = train_in_process(spec)
+
+    losses = run.losses()
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert isinstance(run.outcome, TrainingOutcome) and run.outcome.artifact_format == "peft"

@@ -86,7 +86,7 @@ class TestPackedBatches:
 
 class TestPackedRun:
     def test_packed_run_trains_in_fewer_steps_on_the_same_tokens(self, tmp_path: Path, model_dir):
-        common = dict(n_train=16, n_epochs=3, batch_size=1, learning_rate=5e-3)
+        common = dict(n_train=8, n_epochs=3, batch_size=1, learning_rate=5e-3)
         unpacked = train_in_process(
             toy_spec(tmp_path / "unpacked", model_dir, **common, recipe=Recipe(max_seq_length=256))
         )
