@@ -17,8 +17,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tests.support.tiny_model import toy_chat_examples, write_jsonl
-from tests.training.trainer_runs import TrainerRun, run_trainer
-from worker.training.spec import Recipe, TrainingSpec
+from tests.training.trainer_runs import TrainerRun, run_trainer, toy_spec
+from worker.training.spec import TrainingSpec
 
 RESULT_HEADER = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
 
@@ -40,22 +40,7 @@ def write_one_epoch_spec(directory: Path, model_dir: Path, training_file: Path) 
 
 
 def train(directory: Path, model_dir: Path, n_train: int, n_epochs: int, n_valid: int = 0) -> TrainerRun:
-    directory.mkdir(parents=True, exist_ok=True)
-    spec = TrainingSpec(
-        job_id="ftjob-test",
-        base_model_dir=str(model_dir),
-        training_file=str(write_jsonl(directory / "train.jsonl", toy_chat_examples(n_train))),
-        validation_file=(
-            str(write_jsonl(directory / "valid.jsonl", toy_chat_examples(n_valid))) if n_valid else None
-        ),
-        output_dir=str(directory / "out"),
-        n_epochs=n_epochs,
-        batch_size=4,
-        learning_rate=5e-3,
-        seed=7,
-        recipe=Recipe(max_seq_length=64),
-    )
-    spec.write(directory / "spec.json")
+    spec = toy_spec(directory, model_dir, n_train, n_epochs, n_valid)
     run = run_trainer(directory / "spec.json")
     assert run.returncode == 0, run.stderr[-3000:]
     run.spec = spec
