@@ -5,18 +5,21 @@ harmless: each step of a job acts only when the row says it is due). It fixes th
 - a running job whose lease expired (its worker died): back to queued, to resume from its last
   checkpoint, or failed once it has used up its attempts;
 - a queued job that no message on the training queue names (Redis flushed or restarted): enqueued;
-- a job still validating that no message names: enqueued for validation.
+- a job still validating that no message names: enqueued for validation;
+- the scratch directory of a job that ended without its worker cleaning up (cancelled while
+  paused, or its worker died) holds checkpoints that can be gigabytes: removed.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 
 from api import clock, queue
 from api.db import session_scope
 from api.fine_tuning import repository
-from api.fine_tuning.status import FAILED, QUEUED, VALIDATING_FILES, transition
+from api.fine_tuning.status import FAILED, QUEUED, TERMINAL, VALIDATING_FILES, transition
 from worker.runtime import Runtime
 
 log = logging.getLogger("tunery.worker.reconciler")
@@ -27,7 +30,13 @@ GRACE_SECONDS = 10
 
 def reconcile(rt: Runtime) -> dict[str, list[str]]:
     """One pass; returns what it did, by kind, for logs and tests."""
-    done: dict[str, list[str]] = {"requeued": [], "failed": [], "enqueued": [], "revalidated": []}
+    done: dict[str, list[str]] = {
+        "requeued": [],
+        "failed": [],
+        "enqueued": [],
+        "revalidated": [],
+        "swept": [],
+    }
     now = clock.now()
     with session_scope(rt.sessions) as session:
         for job in repository.with_expired_leases(session, now):
@@ -57,6 +66,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
                 done["enqueued"].append(job.id)
             elif job.status == VALIDATING_FILES and job.id not in waiting_validation:
                 done["revalidated"].append(job.id)
+    done["swept"] = _sweep_finished_workdirs(rt)
     for job_id in done["requeued"] + done["enqueued"]:
         queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
     for job_id in done["revalidated"]:
@@ -64,6 +74,22 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
     if any(done.values()):
         log.warning("reconciled: %s", {kind: ids for kind, ids in done.items() if ids})
     return done
+
+
+def _sweep_finished_workdirs(rt: Runtime) -> list[str]:
+    root = rt.settings.jobs_path
+    if not root.is_dir():
+        return []
+    names = [entry.name for entry in root.iterdir() if entry.is_dir()]
+    if not names:
+        return []
+    with session_scope(rt.sessions, writes=False) as session:
+        statuses = repository.statuses_of(session, names)
+    # A directory of a job not (yet) in the database is left alone: it may be one being created.
+    finished = [name for name in names if statuses.get(name) in TERMINAL]
+    for name in finished:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return finished
 
 
 def _leased(expires_at: int | None, now: int) -> bool:

@@ -52,6 +52,13 @@ def in_status(session: Session, statuses: tuple[str, ...], *, older_than: int) -
     return list(session.scalars(query.order_by(FineTuningJob.pk)))
 
 
+def statuses_of(session: Session, job_ids: list[str]) -> dict[str, str]:
+    rows = session.execute(
+        select(FineTuningJob.id, FineTuningJob.status).where(FineTuningJob.id.in_(job_ids))
+    )
+    return {job_id: status for job_id, status in rows}
+
+
 def by_idempotency_key(session: Session, project_pk: int, key: str) -> FineTuningJob | None:
     return session.scalar(
         select(FineTuningJob).where(

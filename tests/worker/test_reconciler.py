@@ -88,3 +88,16 @@ def test_a_live_lease_is_left_alone(client: TestClient, runtime: Runtime, traini
     done = reconcile(runtime)
     assert job_id not in done["requeued"] + done["enqueued"]
     assert client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"] == "running"
+
+
+def test_scratch_of_finished_jobs_is_swept_and_live_ones_kept(
+    client: TestClient, runtime: Runtime, training_file: str, settings: Settings
+) -> None:
+    cancelled = create_job(client, training_file)
+    client.post(f"/v1/fine_tuning/jobs/{cancelled}/cancel")
+    live = create_job(client, training_file)
+    for job_id in (cancelled, live, "ftjob-not-yet-committed"):
+        (settings.jobs_path / job_id / "output").mkdir(parents=True)
+    assert reconcile(runtime)["swept"] == [cancelled]
+    assert not (settings.jobs_path / cancelled).exists()
+    assert (settings.jobs_path / live).is_dir() and (settings.jobs_path / "ftjob-not-yet-committed").is_dir()
