@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
 from api import clock
@@ -45,10 +45,11 @@ def with_expired_leases(session: Session, now: int) -> list[FineTuningJob]:
 
 def in_status(session: Session, statuses: tuple[str, ...], *, older_than: int) -> list[FineTuningJob]:
     """Jobs in `statuses` whose last event is older than `older_than` (nothing just happened to them)."""
-    recent = (
-        select(FineTuningJobEvent.job_pk).where(FineTuningJobEvent.created_at >= older_than).scalar_subquery()
+    # Correlated, so each candidate costs one lookup on the events' job index, not a scan of all events.
+    recent = exists().where(
+        FineTuningJobEvent.job_pk == FineTuningJob.pk, FineTuningJobEvent.created_at >= older_than
     )
-    query = select(FineTuningJob).where(FineTuningJob.status.in_(statuses), FineTuningJob.pk.not_in(recent))
+    query = select(FineTuningJob).where(FineTuningJob.status.in_(statuses), ~recent)
     return list(session.scalars(query.order_by(FineTuningJob.pk)))
 
 
