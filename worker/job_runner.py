@@ -186,8 +186,14 @@ def _finish(rt: Runtime, job_id: str, spec: TrainingSpec, outcome: TrainerExit) 
         stopped = final.get("event") == "stopped"
         if stopped or outcome.action is Action.STOP:
             job.attempts -= 1  # a pause or a shutdown is not a failed attempt
-        if job.status == RUNNING:
-            if outcome.returncode == 0 and final.get("event") == "completed":
+        completed = outcome.returncode == 0 and final.get("event") == "completed"
+        if completed and job.status in (PAUSED, QUEUED):
+            # The last steps ran before the pause reached the trainer: keep the finished model.
+            repository.add_event(session, job, "Training finished before the pause took effect")
+            _publish(rt, session, job, spec, final)
+            clean_up = True
+        elif job.status == RUNNING:
+            if completed:
                 _publish(rt, session, job, spec, final)
                 clean_up = True
             elif stopped:

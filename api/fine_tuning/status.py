@@ -24,9 +24,11 @@ TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 ALLOWED: dict[str, frozenset[str]] = {
     VALIDATING_FILES: frozenset({QUEUED, FAILED, CANCELLED}),
     # A running job goes back to queued when its worker hands it back (shutdown, lost lease).
-    QUEUED: frozenset({RUNNING, PAUSED, FAILED, CANCELLED}),
+    # A trainer can finish between a pause (or a pause and a resume) and the moment its worker
+    # stops it: the finished work is kept, so paused and queued jobs may still succeed.
+    QUEUED: frozenset({RUNNING, PAUSED, SUCCEEDED, FAILED, CANCELLED}),
     RUNNING: frozenset({SUCCEEDED, FAILED, CANCELLED, PAUSED, QUEUED}),
-    PAUSED: frozenset({QUEUED, CANCELLED, FAILED}),
+    PAUSED: frozenset({QUEUED, SUCCEEDED, CANCELLED, FAILED}),
     SUCCEEDED: frozenset(),
     FAILED: frozenset(),
     CANCELLED: frozenset(),

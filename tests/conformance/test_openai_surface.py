@@ -196,7 +196,8 @@ class TestTraining:
     def test_pause_resume_succeed_then_checkpoints_models_and_sharing(
         self, client: OpenAI, live: LiveService, other_project_key: str
     ) -> None:
-        training = upload(client, toy_chat_examples(16))
+        # 96 steps: long enough that the pause (seen within a heartbeat) lands mid-training.
+        training = upload(client, toy_chat_examples(32))
         validation = upload(client, toy_chat_examples(10), "valid.jsonl")
         job = client.fine_tuning.jobs.create(
             model=ORG_MODEL,
@@ -222,7 +223,7 @@ class TestTraining:
 
         # Checkpoints: one per epoch, newest first, with OpenAI's metric names and model names.
         checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job.id, limit=2))
-        assert [c.step_number for c in checkpoints] == [48, 32, 16]
+        assert [c.step_number for c in checkpoints] == [96, 64, 32]
         for checkpoint in checkpoints:
             assert (
                 checkpoint.fine_tuned_model_checkpoint
@@ -234,8 +235,8 @@ class TestTraining:
         # The result file: every step once, validation columns filled at epoch ends.
         result = client.files.content(done.result_files[0]).text
         rows = list(csv.DictReader(io.StringIO(result)))
-        assert [int(r["step"]) for r in rows] == list(range(1, 49))
-        assert [int(r["step"]) for r in rows if r["valid_loss"]] == [16, 32, 48]
+        assert [int(r["step"]) for r in rows] == list(range(1, 97))
+        assert [int(r["step"]) for r in rows if r["valid_loss"]] == [32, 64, 96]
 
         # Models: base (with %2F), fine-tuned and checkpoint models are listed and retrievable.
         ids = {m.id for m in client.models.list()}

@@ -38,7 +38,7 @@ FAST_FAILURE = {
     "TUNERY_RECONCILE_SECONDS": "1",
     "TUNERY_CHECKPOINT_EVERY_STEPS": "5",
 }
-STEPS = 48  # 16 examples, batch 1, 3 epochs
+STEPS = 96  # 32 examples, batch 1, 3 epochs: long enough that a fault lands mid-training
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def wait(predicate: Callable[[], bool], what: str, cluster: Cluster, timeout: fl
 
 
 def create_job(client: OpenAI) -> str:
-    body = "".join(json.dumps(e) + "\n" for e in toy_chat_examples(16)).encode()
+    body = "".join(json.dumps(e) + "\n" for e in toy_chat_examples(32)).encode()
     training = client.files.create(file=("train.jsonl", body), purpose="fine-tune").id
     job = client.fine_tuning.jobs.create(
         model=TINY_MODEL, training_file=training, hyperparameters={"n_epochs": 3, "batch_size": 1}
@@ -95,7 +95,7 @@ def assert_finished_like_a_clean_run(client: OpenAI, job_id: str) -> None:
     assert job.status == "succeeded", job.error
     rows = list(csv.DictReader(io.StringIO(client.files.content(job.result_files[0]).text)))
     assert [int(row["step"]) for row in rows] == list(range(1, STEPS + 1))
-    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id)] == [48, 32, 16]
+    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id)] == [96, 64, 32]
     assert sum(m.startswith("New fine-tuned model created") for m in messages(client, job_id)) == 1
 
 

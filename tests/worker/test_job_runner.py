@@ -34,7 +34,7 @@ def upload(client: TestClient, path: Path) -> str:
 def events(client: TestClient, job_id: str) -> list[str]:
     return [
         e["message"]
-        for e in client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
+        for e in client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
     ]
 
 

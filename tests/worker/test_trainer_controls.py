@@ -8,17 +8,20 @@ import io
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.config import Settings
-from api.db import make_engine, make_sessionmaker
+from api.db import make_engine, make_sessionmaker, session_scope
 from api.files.storage import FileStorage
+from api.fine_tuning import repository as fine_tuning_jobs
 from api.models.store import ModelStore
 from tests.worker.test_job_runner import create_job, events
 from worker import job_runner
 from worker.runtime import Runtime
+from worker.supervisor import Action, TrainerExit
 
 pytestmark = pytest.mark.integration
 
@@ -77,9 +80,10 @@ def test_cancel_stops_the_running_trainer_within_seconds(
 def test_pause_checkpoints_and_resume_finishes_with_every_step_once(
     client: TestClient, runtime: Runtime, training_file: str
 ) -> None:
-    job_id = queued(client, runtime, training_file, n_epochs=4)  # 16 examples: 64 steps
+    # 16 examples, 8 epochs: 128 steps, so the pause (seen within a heartbeat) lands mid-training.
+    job_id = queued(client, runtime, training_file, n_epochs=8)
     worker = in_thread(lambda: job_runner.run_job(runtime, job_id))
-    wait_for(lambda: steps_trained(client, job_id) >= 20, what="step 20")
+    wait_for(lambda: steps_trained(client, job_id) >= 10, what="step 10")
     assert client.post(f"/v1/fine_tuning/jobs/{job_id}/pause").json()["status"] == "paused"
     worker.join(timeout=60)
     assert not worker.is_alive()
@@ -87,7 +91,7 @@ def test_pause_checkpoints_and_resume_finishes_with_every_step_once(
     assert paused["status"] == "paused"
     paused_at = steps_trained(client, job_id)
     assert any(m.startswith(f"Paused at step {paused_at}") for m in events(client, job_id))
-    assert paused_at < 64
+    assert paused_at < 128
 
     assert client.post(f"/v1/fine_tuning/jobs/{job_id}/resume").json()["status"] == "queued"
     job_runner.run_job(runtime, job_id)
@@ -99,9 +103,40 @@ def test_pause_checkpoints_and_resume_finishes_with_every_step_once(
 
     result = client.get(f"/v1/files/{job['result_files'][0]}/content").text
     rows = list(csv.DictReader(io.StringIO(result)))
-    assert [int(r["step"]) for r in rows] == list(range(1, 65))
+    assert [int(r["step"]) for r in rows] == list(range(1, 129))
 
     checkpoints = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints").json()["data"]
-    assert [c["step_number"] for c in checkpoints] == [64, 48, 32, 16]
-    assert checkpoints[0]["fine_tuned_model_checkpoint"] == f"{job['fine_tuned_model']}:ckpt-step-64"
+    assert [c["step_number"] for c in checkpoints][:3] == [128, 112, 96] and len(checkpoints) == 8
+    assert checkpoints[0]["fine_tuned_model_checkpoint"] == f"{job['fine_tuned_model']}:ckpt-step-128"
     assert all(c["metrics"]["train_loss"] is not None for c in checkpoints)
+
+
+@pytest.mark.parametrize("status_then", ["paused", "queued"])
+def test_a_run_that_finished_before_the_pause_reached_it_is_kept(
+    client: TestClient, runtime: Runtime, training_file: str, tmp_path: Path, status_then: str
+) -> None:
+    """The trainer's last steps can outrun a pause (or a pause and a resume): its model stands."""
+    job_id = queued(client, runtime, training_file, n_epochs=1)
+    assert job_runner._claim(runtime, job_id)
+    client.post(f"/v1/fine_tuning/jobs/{job_id}/pause")
+    if status_then == "queued":
+        client.post(f"/v1/fine_tuning/jobs/{job_id}/resume")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    results = tmp_path / "step_metrics.csv"
+    results.write_text("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,1.0,0.5,,\n")
+    completed = {
+        "event": "completed",
+        "trained_tokens": 10,
+        "artifact_dir": str(adapter),
+        "result_file": str(results),
+    }
+    with session_scope(runtime.sessions) as session:
+        job = fine_tuning_jobs.get_for_update(session, job_id)
+        assert job is not None
+        spec = job_runner._stage(runtime, session, job)
+    job_runner._finish(runtime, job_id, spec, TrainerExit(0, completed, "", Action.STOP))
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["fine_tuned_model"]
+    assert "Training finished before the pause took effect" in events(client, job_id)
