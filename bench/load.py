@@ -37,13 +37,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -51,7 +49,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from api.models.store import ModelStore  # noqa: E402
-from tests.support.services import free_port, postgres_server  # noqa: E402
+from tests.support.processes import stop  # noqa: E402
+from tests.support.services import free_port, fresh_database, postgres_server, private_redis  # noqa: E402
 from tests.support.tiny_model import toy_chat_examples  # noqa: E402  (no torch: plain dicts)
 
 MODEL_ID = "load-bench-model"
@@ -138,7 +137,7 @@ def main() -> int:
             backend = "SQLite + filesystem broker"
         else:
             admin_url = stack.enter_context(postgres_server())
-            env["TUNERY_DATABASE_URL"] = stack.enter_context(fresh_database(admin_url))
+            env["TUNERY_DATABASE_URL"] = stack.enter_context(fresh_database(admin_url, prefix="tunery_load"))
             env["TUNERY_BROKER_URL"] = stack.enter_context(broker(args.redis_url))
             backend = "PostgreSQL + Redis"
         key = prepare(data_dir, env)
@@ -194,21 +193,6 @@ def base_env(data_dir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A database of this run's own, dropped (with its connections) at the end."""
-    import psycopg
-
-    name = f"tunery_load_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlsplit(admin_url)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
 def broker(redis_url: str | None) -> Iterator[str]:
     """A private redis-server: the test suite flushes Redis databases 1-15 of the shared one at random,
     and the messages of thousands of jobs do not belong in anyone else's queues either."""
@@ -224,29 +208,8 @@ def broker(redis_url: str | None) -> Iterator[str]:
                 client.delete(*names)
             client.close()
         return
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("redis-server is not installed: install it, pass --redis-url, or use --sqlite")
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    with private_redis("redis-server is not installed: install it, pass --redis-url, or use --sqlite") as url:
         yield url
-    finally:
-        stop(process)
 
 
 def prepare(data_dir: Path, env: dict[str, str]) -> str:
@@ -280,17 +243,6 @@ def api_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
             yield process
         finally:
             stop(process)
-
-
-def stop(process: subprocess.Popen, timeout: float = 10) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def wait_healthy(url: str, api: subprocess.Popen, log: Path, timeout: float = 60) -> None:

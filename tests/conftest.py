@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -53,19 +52,9 @@ def redis_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_template(postgres_admin_url: str) -> Iterator[str]:
     """A database migrated once; each test copies it (CREATE DATABASE ... TEMPLATE) in milliseconds."""
-    import psycopg
-
-    name = f"tunery_template_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlsplit(postgres_admin_url)._replace(path=f"/{name}").geturl()
-    upgrade(Settings(database_url=url))
-    from sqlalchemy import create_engine
-
-    create_engine(Settings(database_url=url).sqlalchemy_url).dispose()
-    yield name
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with services.fresh_database(postgres_admin_url, prefix="tunery_template") as url:
+        upgrade(Settings(database_url=url))
+        yield urlsplit(url).path.lstrip("/")
 
 
 @pytest.fixture(scope="session")
@@ -77,14 +66,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def postgres_url(postgres_admin_url: str, postgres_template: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"tunery_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
-    yield urlsplit(postgres_admin_url)._replace(path=f"/{name}").geturl()
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with services.fresh_database(postgres_admin_url, template=postgres_template) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ and the two kinds of official `openai` client every test runs with."""
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 from openai import OpenAI
 
@@ -19,6 +17,7 @@ from api.db import make_engine, make_sessionmaker, session_scope
 from api.models.store import ModelStore
 from tests.conftest import TINY_MODEL
 from tests.support.processes import LiveService, live_service
+from tests.support.services import fresh_database
 
 # Small enough to test 413 with a few megabytes; large enough for every dataset here.
 UPLOAD_LIMIT = 2 * 1024 * 1024
@@ -33,30 +32,21 @@ def live(
     tiny_model_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveService]:
-    name = f"tunery_conformance_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
     redis_url = urlsplit(redis_server_url)._replace(path=f"/{random.randint(1, 15)}").geturl()
     data_dir = tmp_path_factory.mktemp("conformance")
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=urlsplit(postgres_admin_url)._replace(path=f"/{name}").geturl(),
-        broker_url=redis_url,
-    )
-    store = ModelStore(settings.models_path)
-    store.import_directory(tiny_model_dir, TINY_MODEL)
-    store.import_directory(tiny_model_dir, ORG_MODEL)
     extra = {
         "TUNERY_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
         "TUNERY_HEARTBEAT_SECONDS": "0.5",
         "TUNERY_RECONCILE_SECONDS": "5",
     }
-    try:
+    database = fresh_database(postgres_admin_url, prefix="tunery_conformance", template=postgres_template)
+    with database as database_url:
+        settings = Settings(data_dir=data_dir, database_url=database_url, broker_url=redis_url)
+        store = ModelStore(settings.models_path)
+        store.import_directory(tiny_model_dir, TINY_MODEL)
+        store.import_directory(tiny_model_dir, ORG_MODEL)
         with live_service(settings, data_dir / "logs", extra_env=extra) as service:
             yield service
-    finally:
-        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="package")

@@ -94,12 +94,21 @@ def redis_server() -> Iterator[str]:
     if answers(url):
         yield url
         return
+    missing = (
+        f"Redis is not answering at {url} and redis-server is not installed to start one. "
+        "Install it (Debian: apt-get install redis-server) or point TUNERY_TEST_REDIS_URL at a server."
+    )
+    with private_redis(missing) as started:
+        yield started
+
+
+@contextmanager
+def private_redis(missing: str = "redis-server is not installed") -> Iterator[str]:
+    """A redis-server of our own on a free port, keeping nothing on disk, stopped afterwards.
+    Without the binary: ServiceUnavailable(missing)."""
     server = shutil.which("redis-server")
     if server is None:
-        raise ServiceUnavailable(
-            f"Redis is not answering at {url} and redis-server is not installed to start one. "
-            "Install it (Debian: apt-get install redis-server) or point TUNERY_TEST_REDIS_URL at a server."
-        )
+        raise ServiceUnavailable(missing)
     port = free_port()
     process = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -115,16 +124,19 @@ def redis_server() -> Iterator[str]:
 
 
 @contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new, empty database on the server, dropped afterwards: tests never see each other's rows."""
+def fresh_database(
+    admin_url: str, *, prefix: str = "tunery_test", template: str | None = None
+) -> Iterator[str]:
+    """A new database on the server (empty, or a copy of `template`), dropped with its connections
+    afterwards: tests never see each other's rows. Yields its URL."""
     import psycopg
 
-    name = f"tunery_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(admin_url)
+        admin.execute(f'CREATE DATABASE "{name}"{copy}')
     try:
-        yield parts._replace(path=f"/{name}").geturl()
+        yield urlsplit(admin_url)._replace(path=f"/{name}").geturl()
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
