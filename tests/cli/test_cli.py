@@ -137,23 +137,9 @@ def test_serve_prints_its_url_and_key_and_keeps_the_key(fresh_settings: Settings
     tunery(fresh_settings, "migrate")
     keys = []
     for _ in range(2):
-        port = free_port()
-        env = service_env(fresh_settings, api_key="", port=port)
-        env.pop("TUNERY_API_KEY")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        process, port = _serve(fresh_settings)
         try:
-            assert process.stdout is not None
-            banner = ""
-            while "API key:" not in banner:
-                line = process.stdout.readline()
-                assert line, f"serve exited early: {banner}"
-                banner += line
+            banner = _banner(process)
             assert f"http://127.0.0.1:{port}/v1" in banner
             key = re.search(r"API key: (\S+)", banner).group(1)  # type: ignore[union-attr]
             keys.append(key)
@@ -167,24 +153,9 @@ def test_serve_prints_its_url_and_key_and_keeps_the_key(fresh_settings: Settings
 
 def test_sigterm_to_serve_stops_its_worker_too(fresh_settings: Settings) -> None:
     tunery(fresh_settings, "migrate")
-    port = free_port()
-    env = service_env(fresh_settings, api_key="", port=port)
-    env.pop("TUNERY_API_KEY")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process, port = _serve(fresh_settings)
     try:
-        assert process.stdout is not None
-        key = ""
-        while not key:
-            line = process.stdout.readline()
-            assert line, "serve exited early"
-            if "API key:" in line:
-                key = line.split("API key:")[1].strip()
+        key = re.search(r"API key: (\S+)", _banner(process)).group(1)  # type: ignore[union-attr]
         _get_when_up(f"http://127.0.0.1:{port}/v1/models", key)
         worker = _children(process.pid)
         assert worker, "serve started no worker"
@@ -196,6 +167,32 @@ def test_sigterm_to_serve_stops_its_worker_too(fresh_settings: Settings) -> None
         assert not any(Path(f"/proc/{pid}").exists() for pid in worker), "the worker outlived serve"
     finally:
         stop(process)
+
+
+def _serve(settings: Settings) -> tuple[subprocess.Popen[str], int]:
+    """`tunery serve` on a free port, with the key its data directory keeps (no TUNERY_API_KEY)."""
+    port = free_port()
+    env = service_env(settings, api_key="", port=port)
+    env.pop("TUNERY_API_KEY")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    return process, port
+
+
+def _banner(process: subprocess.Popen[str]) -> str:
+    """What serve prints up to its API key line."""
+    assert process.stdout is not None
+    banner = ""
+    while "API key:" not in banner:
+        line = process.stdout.readline()
+        assert line, f"serve exited early: {banner}"
+        banner += line
+    return banner
 
 
 def _children(pid: int) -> list[int]:
@@ -212,8 +209,6 @@ def _children(pid: int) -> list[int]:
 
 
 def _get_when_up(url: str, key: str) -> httpx.Response:
-    import time
-
     deadline = time.monotonic() + 60
     while True:
         try:
