@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from api.models.store import ModelStore  # noqa: E402
 from tests.support.processes import stop  # noqa: E402
 from tests.support.services import free_port, fresh_database, postgres_server, private_redis  # noqa: E402
-from tests.support.tiny_model import toy_chat_examples  # noqa: E402  (no torch: plain dicts)
+from tests.support.tiny_model import jsonl, toy_chat_examples  # noqa: E402  (no torch: plain dicts)
 
 MODEL_ID = "load-bench-model"
 OPERATIONS = ("create", "list", "retrieve")
@@ -262,12 +262,11 @@ def wait_healthy(url: str, api: subprocess.Popen, log: Path, timeout: float = 60
 
 
 def upload_training_file(base_url: str, key: str) -> str:
-    lines = "".join(json.dumps(example) + "\n" for example in toy_chat_examples(10))
     answer = httpx.post(
         f"{base_url}/files",
         headers={"Authorization": f"Bearer {key}"},
         data={"purpose": "fine-tune"},
-        files={"file": ("train.jsonl", lines.encode(), "application/jsonl")},
+        files={"file": ("train.jsonl", jsonl(toy_chat_examples(10)), "application/jsonl")},
         timeout=30,
     )
     answer.raise_for_status()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -13,7 +12,7 @@ from api.auth.service import create_key
 from api.db import session_scope
 from tests.api.test_jobs import create
 from tests.support.api_objects import succeed_with_checkpoints
-from tests.support.tiny_model import toy_chat_examples
+from tests.support.tiny_model import jsonl, toy_chat_examples
 
 pytestmark = pytest.mark.integration
 
@@ -150,6 +149,6 @@ class TestDeleteModel:
 
 
 def _upload(client: TestClient) -> str:
-    body = "".join(json.dumps(e) + "\n" for e in toy_chat_examples(10)).encode()
+    body = jsonl(toy_chat_examples(10))
     response = client.post("/v1/files", files={"file": ("t.jsonl", body)}, data={"purpose": "fine-tune"})
     return response.json()["id"]

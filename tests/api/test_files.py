@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -14,15 +13,21 @@ from sqlalchemy import func, select
 from api.app import create_app
 from api.config import Settings
 from api.tables import File
-from tests.support.tiny_model import toy_chat_examples
+from tests.support.tiny_model import jsonl, toy_chat_examples
 
 
 def upload(client: TestClient, content: bytes, name: str = "train.jsonl", purpose: str = "fine-tune"):  # type: ignore[no-untyped-def]
     return client.post("/v1/files", files={"file": (name, content)}, data={"purpose": purpose})
 
 
-def jsonl(examples: list) -> bytes:
-    return "".join(json.dumps(e) + "\n" for e in examples).encode()
+def upload_expiring(client: TestClient, seconds: int):  # type: ignore[no-untyped-def]
+    """An upload with expires_after, as the SDK flattens it into the multipart form."""
+    expiry = {"expires_after[anchor]": "created_at", "expires_after[seconds]": str(seconds)}
+    return client.post(
+        "/v1/files",
+        files={"file": ("t.jsonl", jsonl(toy_chat_examples(10)))},
+        data={"purpose": "fine-tune", **expiry},
+    )
 
 
 def stored_blobs(settings: Settings) -> list[Path]:
@@ -171,15 +176,7 @@ class TestListAndExpiry:
         assert client.get("/v1/files", params={"purpose": "fine-tune-results"}).json()["data"] == []
 
     def test_expires_after_sets_expires_at_and_an_expired_file_is_gone(self, client: TestClient, app) -> None:  # type: ignore[no-untyped-def]
-        response = client.post(
-            "/v1/files",
-            files={"file": ("t.jsonl", jsonl(toy_chat_examples(10)))},
-            data={
-                "purpose": "fine-tune",
-                "expires_after[anchor]": "created_at",
-                "expires_after[seconds]": "3600",
-            },
-        )
+        response = upload_expiring(client, seconds=3600)
         assert response.status_code == 200, response.text
         file = response.json()
         assert file["expires_at"] == file["created_at"] + 3600
@@ -190,15 +187,7 @@ class TestListAndExpiry:
         assert client.get("/v1/files").json()["data"] == []
 
     def test_expiry_out_of_range_is_400(self, client: TestClient, app) -> None:  # type: ignore[no-untyped-def]
-        response = client.post(
-            "/v1/files",
-            files={"file": ("t.jsonl", jsonl(toy_chat_examples(10)))},
-            data={
-                "purpose": "fine-tune",
-                "expires_after[anchor]": "created_at",
-                "expires_after[seconds]": "5",
-            },
-        )
+        response = upload_expiring(client, seconds=5)
         assert response.status_code == 400 and response.json()["error"]["param"] == "expires_after.seconds"
         assert count_rows(app) == 0
 

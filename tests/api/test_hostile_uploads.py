@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from api.config import Settings
 from api.files.validation import check_lines, read_lines
 from api.tables import File
-from tests.support.tiny_model import toy_chat_examples
+from tests.support.tiny_model import jsonl, toy_chat_examples
 
 MAX_UPLOAD_BYTES = 256 * 1024
 MAX_LINE_BYTES = 2048
@@ -66,10 +66,6 @@ def server(settings: Settings, api_key_for) -> Iterator[Server]:  # type: ignore
     app, key = api_key_for(limited)
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
         yield Server(client, app, limited, key)
-
-
-def jsonl(examples: list[Any]) -> bytes:
-    return "".join(json.dumps(e) + "\n" for e in examples).encode()
 
 
 def example_of_length(n_bytes: int) -> bytes:
@@ -371,7 +367,7 @@ def zipped(name: str, content: bytes) -> bytes:
     return buffer.getvalue()
 
 
-VALID = "".join(json.dumps(e) + "\n" for e in toy_chat_examples(5))
+VALID = jsonl(toy_chat_examples(5)).decode()
 
 
 class TestContent:

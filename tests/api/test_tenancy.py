@@ -7,7 +7,6 @@ gets. Admin keys see across projects; revoked keys see nothing.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from api.auth.service import create_key, revoke_key
 from api.db import session_scope
 from tests.api.test_jobs import create
 from tests.support.api_objects import succeed_with_checkpoints
-from tests.support.tiny_model import toy_chat_examples
+from tests.support.tiny_model import jsonl, toy_chat_examples
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +36,7 @@ class Tenant:
 
 
 def upload(client: TestClient) -> str:
-    body = "".join(json.dumps(e) + "\n" for e in toy_chat_examples(10)).encode()
+    body = jsonl(toy_chat_examples(10))
     response = client.post("/v1/files", files={"file": ("t.jsonl", body)}, data={"purpose": "fine-tune"})
     assert response.status_code == 200, response.text
     return response.json()["id"]

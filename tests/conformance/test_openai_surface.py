@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 import uuid
 from pathlib import Path
@@ -24,14 +23,10 @@ from openai import OpenAI
 from tests.conformance.conftest import ORG_MODEL, UPLOAD_LIMIT, is_strict
 from tests.conftest import TINY_MODEL
 from tests.support.processes import LiveService
-from tests.support.tiny_model import toy_chat_examples
+from tests.support.tiny_model import jsonl, toy_chat_examples
 
 pytestmark = pytest.mark.e2e
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def jsonl(examples: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(e) + "\n" for e in examples).encode()
 
 
 def upload(client: OpenAI, examples: list[dict[str, Any]], name: str = "train.jsonl") -> str:

@@ -29,7 +29,7 @@ from api.config import Settings
 from api.models.store import ModelStore
 from tests.conftest import TINY_MODEL
 from tests.support.processes import Cluster, trainer_pids
-from tests.support.tiny_model import toy_chat_examples
+from tests.support.tiny_model import jsonl, toy_chat_examples
 
 pytestmark = pytest.mark.e2e
 FAST_FAILURE = {
@@ -69,7 +69,7 @@ def wait(predicate: Callable[[], bool], what: str, cluster: Cluster, timeout: fl
 
 
 def create_job(client: OpenAI) -> str:
-    body = "".join(json.dumps(e) + "\n" for e in toy_chat_examples(32)).encode()
+    body = jsonl(toy_chat_examples(32))
     training = client.files.create(file=("train.jsonl", body), purpose="fine-tune").id
     job = client.fine_tuning.jobs.create(
         model=TINY_MODEL, training_file=training, hyperparameters={"n_epochs": 3, "batch_size": 1}
@@ -175,7 +175,7 @@ def test_a_message_delivered_twice_trains_once(cluster: Cluster, settings: Setti
 def test_a_killed_api_loses_no_stored_object(cluster: Cluster) -> None:
     cluster.start_api()
     client = sdk(cluster)
-    body = "".join(json.dumps(e) + "\n" for e in toy_chat_examples(10)).encode()
+    body = jsonl(toy_chat_examples(10))
     files = [client.files.create(file=(f"f{i}.jsonl", body), purpose="fine-tune").id for i in range(3)]
     jobs = [client.fine_tuning.jobs.create(model=TINY_MODEL, training_file=files[0]).id for _ in range(3)]
     assert cluster.api is not None

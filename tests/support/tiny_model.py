@@ -50,9 +50,13 @@ def toy_chat_examples(n: int) -> list[dict[str, Any]]:
     return examples
 
 
+def jsonl(examples: list[dict[str, Any]]) -> bytes:
+    """`examples` one JSON object a line, as a user would upload them."""
+    return "".join(json.dumps(example) + "\n" for example in examples).encode()
+
+
 def write_jsonl(path: Path, examples: list[dict[str, Any]]) -> Path:
-    """Write `examples` one JSON object a line, as a user would upload them."""
-    path.write_text("".join(json.dumps(example) + "\n" for example in examples), encoding="utf-8")
+    path.write_bytes(jsonl(examples))
     return path
 
 
