@@ -124,9 +124,9 @@ def download_adapter(
     else:
         archive = artifacts.adapter_archive(settings, job.id)
         name = f"{job.id}-adapter.tar.gz"
-        if job.fine_tuned_model is None or job.model_deleted_at is not None:
-            archive = archive.with_name("missing")
-    if not archive.is_file():
+    # The row decides: a deleted model's files may outlive the delete's commit for a moment.
+    no_model = checkpoint is None and (job.fine_tuned_model is None or job.model_deleted_at is not None)
+    if no_model or not archive.is_file():
         raise NotFound(
             f"Fine-tuning job {job_id} has no such adapter (status: {job.status}).", param="job_id"
         )

@@ -3,16 +3,12 @@ checkpoints, and checkpoints other projects shared with it."""
 
 from __future__ import annotations
 
-import shutil
-
 from sqlalchemy.orm import Session
 
 from api import clock
 from api.auth.service import Caller
 from api.checkpoints import repository as checkpoints
-from api.config import Settings
 from api.errors import InvalidRequest, NotFound
-from api.fine_tuning import artifacts
 from api.fine_tuning import repository as jobs
 from api.models.schemas import ModelObject
 from api.models.store import ModelStore
@@ -41,10 +37,9 @@ def get_model(session: Session, store: ModelStore, caller: Caller, model_id: str
     raise model_not_found(model_id)
 
 
-def delete_model(
-    session: Session, settings: Settings, store: ModelStore, caller: Caller, model_id: str
-) -> None:
-    """Delete a fine-tuned model: its adapter goes, its job keeps the record (and the name)."""
+def delete_model(session: Session, store: ModelStore, caller: Caller, model_id: str) -> FineTuningJob:
+    """Mark a fine-tuned model deleted; its job keeps the record (and the name). The caller removes
+    the adapter's files once this is committed."""
     job = jobs.by_fine_tuned_model(session, caller.scope, model_id)
     if job is None:
         if store.get(model_id) is not None or checkpoints.by_model_name(session, caller.scope, model_id):
@@ -56,10 +51,7 @@ def delete_model(
         raise model_not_found(model_id)
     job.model_deleted_at = clock.now()
     jobs.add_event(session, job, f"Fine-tuned model deleted: {model_id}")
-    # Files after the row: removing the row first means a failure here leaves garbage, not a 500.
-    session.commit()
-    shutil.rmtree(artifacts.adapter_dir(settings, job.id), ignore_errors=True)
-    artifacts.adapter_archive(settings, job.id).unlink(missing_ok=True)
+    return job
 
 
 def model_not_found(model_id: str, param: str | None = None) -> NotFound:
