@@ -121,13 +121,7 @@ def _claim(rt: Runtime, job_id: str) -> bool:
         if leases.is_held_by_other(job, rt.worker_id):
             # Its previous run is still stopping (a quick pause then resume): try again after it.
             retry_in = leases.seconds_left(job) + 1
-        elif job.attempts >= rt.settings.max_attempts:
-            _fail(
-                session,
-                job,
-                "too_many_attempts",
-                f"The job was interrupted {job.attempts} times (TUNERY_MAX_ATTEMPTS); no more retries.",
-            )
+        elif out_of_attempts(rt, session, job):
             return False
         else:
             job.attempts += 1
@@ -412,6 +406,15 @@ def _archive(adapter: Path, archive: Path) -> None:
     with tarfile.open(partial, "w:gz") as tar:
         tar.add(adapter, arcname="adapter")
     partial.replace(archive)
+
+
+def out_of_attempts(rt: Runtime, session: Session, job: FineTuningJob) -> bool:
+    """Fail a job whose runs were cut short TUNERY_MAX_ATTEMPTS times, instead of retrying forever."""
+    if job.attempts < rt.settings.max_attempts:
+        return False
+    message = f"The job's worker was lost {job.attempts} times (TUNERY_MAX_ATTEMPTS); it is not retried."
+    _fail(session, job, "too_many_attempts", message)
+    return True
 
 
 def _fail(session: Session, job: FineTuningJob, code: str, message: str, param: str | None = None) -> None:

@@ -19,7 +19,8 @@ import threading
 from api import clock, queue
 from api.db import session_scope
 from api.fine_tuning import repository
-from api.fine_tuning.status import FAILED, QUEUED, TERMINAL, VALIDATING_FILES, transition
+from api.fine_tuning.status import QUEUED, TERMINAL, VALIDATING_FILES, transition
+from worker.job_runner import out_of_attempts
 from worker.runtime import Runtime
 
 log = logging.getLogger("tunery.worker.reconciler")
@@ -40,14 +41,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
     now = clock.now()
     with session_scope(rt.sessions) as session:
         for job in repository.with_expired_leases(session, now):
-            if job.attempts >= rt.settings.max_attempts:
-                job.error = {
-                    "code": "too_many_attempts",
-                    "message": f"The job's worker was lost {job.attempts} times (TUNERY_MAX_ATTEMPTS).",
-                    "param": None,
-                }
-                message = f"Fine-tuning job failed: {job.error['message']}"
-                transition(session, job, FAILED, message, level="error")
+            if out_of_attempts(rt, session, job):
                 done["failed"].append(job.id)
             else:
                 where = f"step {job.resume_step}" if job.resume_step else "the start"
