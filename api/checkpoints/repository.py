@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import exists, or_, select
+from typing import Any
+
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from api.tables import CheckpointPermission, FineTuningCheckpoint
@@ -39,24 +41,24 @@ def page(
     return list(session.scalars(query.order_by(FineTuningCheckpoint.step_number.desc()).limit(limit + 1)))
 
 
-def _usable_by(scope: int | None):  # type: ignore[no-untyped-def]
-    """Checkpoints of the project, or shared with it; every checkpoint for scope None."""
+def _usable_by(query: Select[Any], scope: int | None) -> Select[Any]:
+    """Limit to checkpoints of the project or shared with it; scope None (an admin) keeps all."""
     if scope is None:
-        return FineTuningCheckpoint.pk.is_not(None)
+        return query
     shared = exists().where(
         CheckpointPermission.checkpoint_pk == FineTuningCheckpoint.pk,
         CheckpointPermission.project_pk == scope,
     )
-    return or_(FineTuningCheckpoint.project_pk == scope, shared)
+    return query.where(or_(FineTuningCheckpoint.project_pk == scope, shared))
 
 
 def by_model_name(session: Session, scope: int | None, name: str) -> FineTuningCheckpoint | None:
     query = select(FineTuningCheckpoint).where(FineTuningCheckpoint.fine_tuned_model_checkpoint == name)
-    return session.scalar(query.where(_usable_by(scope)))
+    return session.scalar(_usable_by(query, scope))
 
 
 def usable(session: Session, scope: int | None) -> list[FineTuningCheckpoint]:
-    query = select(FineTuningCheckpoint).where(_usable_by(scope))
+    query = _usable_by(select(FineTuningCheckpoint), scope)
     return list(session.scalars(query.order_by(FineTuningCheckpoint.pk)))
 
 
