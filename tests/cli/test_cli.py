@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.config import Settings
-from tests.support.processes import service_env, stop
+from tests.support.processes import child_pids, service_env, stop
 from tests.support.services import free_port
 
 
@@ -157,7 +157,7 @@ def test_sigterm_to_serve_stops_its_worker_too(fresh_settings: Settings) -> None
     try:
         key = re.search(r"API key: (\S+)", _banner(process)).group(1)  # type: ignore[union-attr]
         _get_when_up(f"http://127.0.0.1:{port}/v1/models", key)
-        worker = _children(process.pid)
+        worker = child_pids(process.pid)
         assert worker, "serve started no worker"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
@@ -193,19 +193,6 @@ def _banner(process: subprocess.Popen[str]) -> str:
         assert line, f"serve exited early: {banner}"
         banner += line
     return banner
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(proc.name))
-    return found
 
 
 def _get_when_up(url: str, key: str) -> httpx.Response:

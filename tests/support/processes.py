@@ -149,13 +149,29 @@ class Cluster:
 def trainer_pids(job_id: str) -> list[int]:
     """Trainer processes (python -m worker.training .../<job_id>/spec.json) now running."""
     pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid, proc in _processes():
         try:
             command = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if b"worker.training" in command and any(job_id.encode() in part for part in command):
-            pids.append(int(proc.name))
+            pids.append(pid)
     return pids
+
+
+def child_pids(parent: int) -> list[int]:
+    children = []
+    for pid, proc in _processes():
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:  # field 4, after the command's ")"
+            children.append(pid)
+    return children
+
+
+def _processes() -> Iterator[tuple[int, Path]]:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            yield int(proc.name), proc
