@@ -25,7 +25,7 @@ def set_status(app: Any, job_id: str, *statuses: str) -> None:
         job = repository.get_for_update(session, job_id)
         assert job is not None
         for status in statuses:
-            if status in (RUNNING,) and job.status != QUEUED:
+            if status == RUNNING and job.status != QUEUED:  # a job runs only from the queue
                 transition(session, job, QUEUED, "validated")
             transition(session, job, status, f"to {status}")
 
