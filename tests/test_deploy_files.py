@@ -265,7 +265,7 @@ class TestDockerfile:
         runs = _runs("api")
         assert any("pip install" in run for run in runs)
         for run in runs:
-            assert not re.search(r"train|torch", run), f"the api image installs training packages: {run}"
+            assert not re.search(r"\btrain\b|torch", run), f"the api image installs training packages: {run}"
 
     def test_worker_target_installs_the_train_extra_and_the_demo_model(self) -> None:
         runs = " ".join(_runs("worker"))
@@ -359,3 +359,44 @@ class TestComposeConfig:
         result = self._config()
         assert result.returncode != 0
         assert "TUNERY_API_KEY" in result.stderr
+
+
+class TestPinnedVersions:
+    """A fresh clone installs the versions the suite passed on, not whatever was released today."""
+
+    CONSTRAINTS = ROOT / "constraints.txt"
+
+    def _pins(self) -> dict[str, str]:
+        pins = {}
+        for line in self.CONSTRAINTS.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, _, version = line.partition("==")
+                assert version, f"constraints.txt: {line!r} is not an exact pin (name==version)"
+                pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+        return pins
+
+    def test_every_declared_dependency_is_pinned(self) -> None:
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+        declared = project["dependencies"] + [
+            req for extra in project["optional-dependencies"].values() for req in extra
+        ]
+        pins = self._pins()
+        for requirement in declared:
+            name = re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~ ]", requirement, maxsplit=1)[0]).lower()
+            assert name in pins, f"{requirement} is not pinned in constraints.txt"
+
+    def test_torch_pin_is_pyprojects(self) -> None:
+        assert self._pins()["torch"] == "2.13.0"
+
+    @pytest.mark.parametrize("target", ["api", "worker"])
+    def test_dockerfile_installs_from_the_pins(self, target: str) -> None:
+        requirement_installs = [run for run in _runs(target) if "-r /tmp/requirements.txt" in run]
+        assert requirement_installs
+        assert all("-c constraints.txt" in run for run in requirement_installs)
+        assert any(word == "COPY" and "constraints.txt" in args for word, args in _target(target))
+
+    def test_make_installs_from_the_pins(self) -> None:
+        makefile = (ROOT / "Makefile").read_text()
+        installs = [line for line in makefile.splitlines() if "pip install" in line and "-e '." in line]
+        assert any("-c constraints.txt" in line for line in installs)
+        assert re.search(r"^\$\(STAMP\):.*constraints\.txt", makefile, re.M)

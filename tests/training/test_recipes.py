@@ -233,3 +233,21 @@ class TestWeightsThatMustNotMove:
 
         changed = {name for name, tensor in base.items() if not torch.equal(trained[name], tensor)}
         assert changed and all(name.endswith(".bias") for name in changed)
+
+
+def test_prefix_tuning_reaches_a_sequence_classifier(tmp_path, model_dir):
+    # peft hands a classifier its prefix only through `past_key_values`, which transformers 5 calls
+    # `cache`: without the recipe's bridge the forward raises, or the prefix is silently dropped.
+    recipe = Recipe(type="prefix_tuning", max_seq_length=64, num_virtual_tokens=4)
+    spec = toy_spec(tmp_path, model_dir, n_train=4, n_epochs=1, recipe=recipe, method="classification")
+    labels = {"num_labels": 2, "id2label": {0: "a", 1: "b"}, "label2id": {"a": 0, "b": 1}}
+    base = BaseModel(str(model_dir), "SEQ_CLS", resolve_precision("auto"), labels)
+    model = get_recipe("prefix_tuning").build(spec, base)
+    model.eval()
+    inputs = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    with torch.no_grad():
+        before = model(**inputs).logits.clone()
+        for parameter in model.prompt_encoder.parameters():
+            parameter.add_(torch.randn_like(parameter))
+        after = model(**inputs).logits
+    assert not torch.allclose(before, after), "the prefix does not change the classifier's output"
