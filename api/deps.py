@@ -45,11 +45,19 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_caller(
-    session: SessionDep,
+    request: Request,
+    _slot: Annotated[None, Depends(database_slot, scope="function")],
     authorization: Annotated[str | None, Header()] = None,
     openai_project: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:
-    return authenticate(session, authorization, openai_project)
+    """The calling key's project, read in a short read-only transaction of its own.
+
+    Not in the request's session: that one begins at the endpoint's first query, so an upload
+    stages and checks its file (seconds for a large one) before it opens a transaction, and on
+    SQLite no other writer waits for it meanwhile.
+    """
+    with session_scope(request.app.state.sessionmaker, writes=False) as session:
+        return authenticate(session, authorization, openai_project)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

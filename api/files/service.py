@@ -14,8 +14,8 @@ from api.auth.service import Caller
 from api.config import Settings
 from api.errors import InvalidRequest, NotFound, PayloadTooLarge
 from api.files import repository
+from api.files.checking import check_file
 from api.files.storage import FileStorage, StagedBlob, TooLarge
-from api.files.validation import check_lines, read_lines
 from api.ids import new_id
 from api.tables import File, Project
 
@@ -161,12 +161,7 @@ def list_page(
 
 
 def _check_fine_tune_file(blob: StagedBlob, limits: UploadLimits) -> None:
-    with blob.path.open("rb") as stream:
-        report = check_lines(
-            read_lines(stream, limits.max_line_bytes),
-            max_line_bytes=limits.max_line_bytes,
-            max_lines=limits.max_lines,
-        )
+    report = check_file(blob.path, max_line_bytes=limits.max_line_bytes, max_lines=limits.max_lines)
     if not report.ok:
         raise InvalidRequest(
             f"Invalid file format for fine-tuning: {report.summary()}",
