@@ -4,7 +4,7 @@ n_epochs: aim at 3 epochs, but see at least 100 and at most 25,000 examples in a
     published rule): n_epochs = clamp(3, ceil(100 / n), floor(25000 / n)) within 1..25.
 batch_size: about 0.2% of the examples, within 1..256 (small datasets train one example a step).
 learning_rate_multiplier: 1.0, applied to the recipe's base learning rate (LoRA: 2e-4).
-beta (DPO only): 0.1, the value of the DPO paper and TRL's default.
+A method's own hyperparameters (DPO's beta) get the "auto" of its row in catalog/methods.py.
 """
 
 from __future__ import annotations
@@ -12,16 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from api.fine_tuning.recipe_schema import base_learning_rate
+from catalog import methods
 
 AUTO = "auto"
 TARGET_EPOCHS = 3
 MIN_TARGET_EXAMPLES = 100
 MAX_TARGET_EXAMPLES = 25_000
 MAX_AUTO_EPOCHS = 25
-
-
-DEFAULT_BETA = 0.1
 
 
 def resolve(requested: dict[str, Any], n_examples: int, method: str = "supervised") -> dict[str, Any]:
@@ -31,8 +28,8 @@ def resolve(requested: dict[str, Any], n_examples: int, method: str = "supervise
         "batch_size": min(_given(requested, "batch_size") or auto_batch_size(n_examples), max(n_examples, 1)),
         "learning_rate_multiplier": _given(requested, "learning_rate_multiplier") or 1.0,
     }
-    if method == "dpo":
-        resolved["beta"] = _given(requested, "beta") or DEFAULT_BETA
+    for name, default in methods.method(method).auto.items():
+        resolved[name] = _given(requested, name) or default
     return resolved
 
 
@@ -51,7 +48,7 @@ def auto_batch_size(n_examples: int) -> int:
 
 
 def learning_rate(recipe_type: str, method: str, multiplier: float) -> float:
-    return base_learning_rate(recipe_type, method) * multiplier
+    return methods.base_learning_rate(recipe_type, method) * multiplier
 
 
 def _given(requested: dict[str, Any], name: str) -> Any:

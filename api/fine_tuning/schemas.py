@@ -2,61 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, create_model
 
 from api.fine_tuning.recipe_schema import RecipeIn
 from api.request_models import Strict
 from api.tables import FineTuningJob, FineTuningJobEvent
+from catalog.methods import (
+    METHOD_NAMES,
+    METHODS,
+    BatchSize,
+    HyperparametersIn,
+    LearningRateMultiplier,
+    NEpochs,
+)
 
-Auto = Literal["auto"]
-NEpochs = Auto | Annotated[int, Field(ge=1, le=50)]
-BatchSize = Auto | Annotated[int, Field(ge=1, le=256)]
-LearningRateMultiplier = Auto | Annotated[float, Field(gt=0, le=100)]
-
-
-class HyperparametersIn(Strict):
-    n_epochs: NEpochs = "auto"
-    batch_size: BatchSize = "auto"
-    learning_rate_multiplier: LearningRateMultiplier = "auto"
-
-
-Beta = Auto | Annotated[float, Field(gt=0, le=2)]
+# OpenAI's methods that Tunery does not train yet: the schema takes them, so the answer can say so.
+NOT_YET_METHODS = ("reinforcement",)
 
 
-class DpoHyperparametersIn(HyperparametersIn):
-    beta: Beta = Field(default="auto", description="How far the policy may move from the reference.")
+class _Section(Strict):
+    """`method.{type}`: the method's own settings; its hyperparameters are the registry's."""
 
 
-class SupervisedIn(Strict):
-    hyperparameters: HyperparametersIn | None = None
-
-
-class DpoIn(Strict):
-    hyperparameters: DpoHyperparametersIn | None = None
-
-
-class ClassificationIn(Strict):
-    """Tunery's extension: a sequence classifier trained on `{"text", "label"}` lines."""
-
-    hyperparameters: HyperparametersIn | None = None
-
-
-class MethodIn(Strict):
-    type: Literal["supervised", "dpo", "classification", "reinforcement"]
-    supervised: SupervisedIn | None = None
-    dpo: DpoIn | None = None
-    classification: ClassificationIn | None = None
-    reinforcement: dict[str, Any] | None = None
+class _MethodBase(Strict):
+    type: str
 
     def given_hyperparameters(self) -> HyperparametersIn | None:
         """The hyperparameters under the method's own key; only that key may carry them."""
-        for other in ("supervised", "dpo", "classification", "reinforcement"):
+        for other in (*METHOD_NAMES, *NOT_YET_METHODS):
             if other != self.type and getattr(self, other) is not None:
                 raise ValueError(f"method.{other} given, but method.type is {self.type!r}")
         section = getattr(self, self.type)
         return getattr(section, "hyperparameters", None)
+
+
+def _method_model() -> type[_MethodBase]:
+    sections: dict[str, Any] = {
+        row.name: (
+            create_model(
+                f"{row.name.title()}In",
+                __base__=_Section,
+                hyperparameters=(row.hyperparameters | None, None),  # type: ignore[arg-type]
+            )
+            | None,
+            None,
+        )
+        for row in METHODS.values()
+    }
+    sections.update({name: (dict[str, Any] | None, None) for name in NOT_YET_METHODS})
+    return create_model(
+        "MethodIn",
+        __base__=_MethodBase,
+        type=(Literal[(*METHOD_NAMES, *NOT_YET_METHODS)], ...),  # type: ignore[arg-type]
+        **sections,
+    )
+
+
+if TYPE_CHECKING:
+    MethodIn = _MethodBase
+else:
+    MethodIn = _method_model()
 
 
 class WandbIn(BaseModel):

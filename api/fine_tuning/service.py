@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,7 +18,7 @@ from api.errors import InvalidRequest, NotFound
 from api.files import repository as files
 from api.fine_tuning import repository
 from api.fine_tuning.recipe_schema import RecipeIn
-from api.fine_tuning.schemas import DpoHyperparametersIn, HyperparametersIn, JobCreate
+from api.fine_tuning.schemas import JobCreate
 from api.fine_tuning.status import (
     CANCELLED,
     PAUSED,
@@ -32,8 +33,7 @@ from api.ids import new_id
 from api.models.service import model_not_found
 from api.models.store import ModelStore
 from api.tables import FineTuningJob, FineTuningJobEvent
-
-SUPPORTED_METHODS = ("supervised", "dpo", "classification")
+from catalog.methods import METHOD_NAMES, METHODS
 
 
 def create_job_once(
@@ -171,10 +171,10 @@ def checkpoint_model_name(job: FineTuningJob, step: int) -> str:
 def _method_and_hyperparameters(request: JobCreate) -> tuple[str, dict[str, object]]:
     method = request.method
     if method is None:
-        return "supervised", (request.hyperparameters or HyperparametersIn()).model_dump()
-    if method.type not in SUPPORTED_METHODS:
+        return "supervised", _hyperparameters("supervised", request.hyperparameters)
+    if method.type not in METHODS:
         raise InvalidRequest(
-            f"method.type {method.type!r} is not supported; supported: {', '.join(SUPPORTED_METHODS)}",
+            f"method.type {method.type!r} is not supported; supported: {', '.join(METHOD_NAMES)}",
             param="method.type",
         )
     try:
@@ -187,10 +187,13 @@ def _method_and_hyperparameters(request: JobCreate) -> tuple[str, dict[str, obje
             "hyperparameters, not both.",
             param="hyperparameters",
         )
-    if method.type == "dpo":
-        legacy = request.hyperparameters.model_dump() if request.hyperparameters else {}
-        return method.type, (given or DpoHyperparametersIn(**legacy)).model_dump()
-    return method.type, (given or request.hyperparameters or HyperparametersIn()).model_dump()
+    return method.type, _hyperparameters(method.type, given or request.hyperparameters)
+
+
+def _hyperparameters(method_name: str, given: BaseModel | None) -> dict[str, object]:
+    """The method's hyperparameters, "auto" where not given (the legacy top-level ones included)."""
+    schema = METHODS[method_name].hyperparameters
+    return schema(**(given.model_dump() if given is not None else {})).model_dump()
 
 
 def _check_file(session: Session, caller: Caller, file_id: str, param: str) -> None:

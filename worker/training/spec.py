@@ -8,102 +8,19 @@ for what depends on the machine it lands on (precision "auto", paged optimizers 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_METHODS = ("supervised", "dpo", "classification")
-RECIPE_TYPES = (
-    "lora",
-    "qlora",
-    "lora_int8",
-    "dora",
-    "ia3",
-    "prefix_tuning",
-    "prompt_tuning",
-    "bitfit",
-    "freeze",
-    "full",
-)
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+from catalog.methods import METHOD_NAMES as SUPPORTED_METHODS
+from catalog.recipes import RECIPE_TYPE_NAMES as RECIPE_TYPES
+from catalog.recipes import Recipe
+
+__all__ = ["RECIPE_TYPES", "SUPPORTED_METHODS", "Recipe", "RecipeError", "TrainingSpec"]
 
 
 class RecipeError(ValueError):
     """The recipe can't train this base model (bitfit on a model without biases, say)."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to train: the adapter or weight subset that learns, and the shared optimisation settings.
-
-    Fields that do not apply to `type` (lora_r for ia3, say) are ignored here; the API refuses them
-    when they are given explicitly (api/fine_tuning/recipe_schema.py), so a record never claims them.
-    """
-
-    type: str = "lora"
-    # lora, qlora, lora_int8, dora
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    # "all-linear" (peft's shorthand for every linear layer but the head) or explicit module names;
-    # lora family and ia3.
-    target_modules: str | list[str] = "all-linear"
-    # prefix_tuning, prompt_tuning
-    num_virtual_tokens: int = 20
-    # freeze: the top blocks that train, with the head; 0 trains the head alone.
-    trainable_layers: int = 2
-    # Shared by every type.
-    max_seq_length: int = 1024
-    packing: bool = False
-    gradient_checkpointing: bool = True
-    precision: str = "auto"
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    train_on_inputs: bool = False
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.type not in RECIPE_TYPES:
-            problems.append(f"recipe.type must be one of {', '.join(RECIPE_TYPES)}, not {self.type!r}")
-        if self.precision not in PRECISIONS:
-            problems.append(
-                f"recipe.precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
-            )
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            problems.append(
-                f"recipe.lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, not {self.lr_scheduler!r}"
-            )
-        if self.trainable_layers < 0:
-            problems.append("recipe.trainable_layers must be 0 or more")
-        if self.max_seq_length < 1:
-            problems.append("recipe.max_seq_length must be positive")
-        if problems:
-            raise ValueError("invalid recipe: " + "; ".join(problems))
-
-    @property
-    def is_peft(self) -> bool:
-        """Whether the artifact is a PEFT adapter (else a whole model directory)."""
-        return self.type not in ("bitfit", "freeze", "full")
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Recipe:
-        """Build from a stored recipe (e.g. `RecipeIn.model_dump()`): nulls mean "the default".
-
-        Unknown keys are refused rather than dropped: a misspelt field that silently trained with
-        the default would be worse than a failed job.
-        """
-        known = {spec_field.name for spec_field in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"invalid recipe: unknown field(s) {', '.join(unknown)}")
-        return cls(**{key: value for key, value in raw.items() if value is not None})
-
-
-# The walking skeleton's name; worker/job_runner.py on main still builds specs with it.
-LoraRecipe = Recipe
 
 
 @dataclass(frozen=True)
@@ -178,7 +95,7 @@ class TrainingSpec:
         return Path(self.output_dir) / "step_metrics.csv"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "recipe": self.recipe.model_dump()}
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2))

@@ -1,16 +1,20 @@
 """Methods: what the model learns from (chat demonstrations, preference pairs, labelled text).
 
-A method module has `prepare(spec, tokenizer, progress) -> PreparedData`, which reads and checks the
-data files before any model loads, and `make_trainer(spec, model, tokenizer, data, args, callbacks)`,
-which builds the TRL / transformers trainer for it from the shared arguments (worker/training/run.py).
+Each method is a row of the registry (catalog/methods.py) and a module here named after it, with
+`prepare(spec, tokenizer, progress) -> PreparedData`, which reads and checks the data files before
+any model loads, and `make_trainer(spec, model, tokenizer, data, args, callbacks)`, which builds the
+TRL / transformers trainer for it from the shared arguments (worker/training/run.py).
 Any recipe type trains with any method.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
+
+from catalog.methods import method as registered_method
 
 
 @dataclass
@@ -26,22 +30,11 @@ class PreparedData:
 
 
 def supervised_only_settings(spec: Any) -> list[str]:
-    """The recipe settings given that only supervised training reads (packing, train_on_inputs)."""
-    return [name for name in ("packing", "train_on_inputs") if getattr(spec.recipe, name)]
+    """The recipe settings given that the spec's method does not read (packing, train_on_inputs: the
+    registry's `ignores`; only supervised training reads them)."""
+    return [name for name in registered_method(spec.method).ignores if getattr(spec.recipe, name)]
 
 
 def get_method(name: str) -> ModuleType:
     # Imported on demand: each method pulls its own trainer classes.
-    if name == "supervised":
-        from worker.training.methods import supervised
-
-        return supervised
-    if name == "dpo":
-        from worker.training.methods import dpo
-
-        return dpo
-    if name == "classification":
-        from worker.training.methods import classification
-
-        return classification
-    raise ValueError(f"unknown method {name!r}")
+    return importlib.import_module(f"worker.training.methods.{registered_method(name).name}")

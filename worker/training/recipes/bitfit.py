@@ -11,8 +11,6 @@ from typing import Any
 from worker.training.base_model import BaseModel, full_precision_dtype, is_head_parameter
 from worker.training.spec import RecipeError, TrainingSpec
 
-TYPES = ("bitfit",)
-
 
 def build(spec: TrainingSpec, base: BaseModel) -> Any:
     model = base.load(dtype=full_precision_dtype())

@@ -15,8 +15,6 @@ from torch import nn
 from worker.training.base_model import BaseModel, full_precision_dtype
 from worker.training.spec import RecipeError, TrainingSpec
 
-TYPES = ("freeze",)
-
 
 def build(spec: TrainingSpec, base: BaseModel) -> Any:
     model = base.load(dtype=full_precision_dtype())

@@ -8,8 +8,6 @@ from typing import Any
 from worker.training.base_model import BaseModel, full_precision_dtype
 from worker.training.spec import TrainingSpec
 
-TYPES = ("full",)
-
 
 def build(spec: TrainingSpec, base: BaseModel) -> Any:
     model = base.load(dtype=full_precision_dtype())

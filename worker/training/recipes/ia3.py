@@ -13,8 +13,6 @@ from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_
 from worker.training.base_model import BaseModel
 from worker.training.spec import TrainingSpec
 
-TYPES = ("ia3",)
-
 
 def build(spec: TrainingSpec, base: BaseModel) -> Any:
     model = base.load()

@@ -17,8 +17,6 @@ from transformers import BitsAndBytesConfig
 from worker.training.base_model import BaseModel
 from worker.training.spec import TrainingSpec
 
-TYPES = ("lora", "dora", "qlora", "lora_int8")
-
 
 def build(spec: TrainingSpec, base: BaseModel) -> Any:
     recipe = spec.recipe

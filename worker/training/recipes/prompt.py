@@ -11,8 +11,6 @@ from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
 from worker.training.base_model import BaseModel
 from worker.training.spec import TrainingSpec
 
-TYPES = ("prompt_tuning", "prefix_tuning")
-
 
 def supports_gradient_checkpointing(recipe_type: str) -> bool:
     # Prefix tuning hands its prefix to every layer as cached keys and values, and checkpointed layers
