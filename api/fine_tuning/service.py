@@ -31,9 +31,10 @@ from api.fine_tuning.status import (
 )
 from api.ids import new_id
 from api.models.service import model_not_found
-from api.models.store import ModelStore
+from api.models.store import BaseModelEntry, ModelStore
 from api.tables import FineTuningJob, FineTuningJobEvent
 from catalog.methods import METHOD_NAMES, METHODS
+from catalog.recipes import RECIPE_TYPES
 
 
 def create_job_once(
@@ -67,12 +68,14 @@ def create_job(
     idempotency_key: str | None = None,
 ) -> FineTuningJob:
     method_type, hyperparameters = _method_and_hyperparameters(request)
-    if store.get(request.model) is None:
+    base = store.get(request.model)
+    if base is None:
         raise model_not_found(request.model, param="model")
+    recipe = request.recipe or RecipeIn()
+    _check_recipe_fits(recipe, base)
     _check_file(session, caller, request.training_file, "training_file")
     if request.validation_file:
         _check_file(session, caller, request.validation_file, "validation_file")
-    recipe = request.recipe or RecipeIn()
     job = FineTuningJob(
         id=new_id("ftjob-"),
         project_pk=caller.project.pk,
@@ -194,6 +197,18 @@ def _hyperparameters(method_name: str, given: BaseModel | None) -> dict[str, obj
     """The method's hyperparameters, "auto" where not given (the legacy top-level ones included)."""
     schema = METHODS[method_name].hyperparameters
     return schema(**(given.model_dump() if given is not None else {})).model_dump()
+
+
+def _check_recipe_fits(recipe: RecipeIn, base: BaseModelEntry) -> None:
+    """Refuse now what the trainer would refuse minutes later: bitfit on a base without biases."""
+    if RECIPE_TYPES[recipe.type].needs_biases and base.has_bias_terms() is False:
+        fitting = [name for name, row in RECIPE_TYPES.items() if not row.needs_biases]
+        raise InvalidRequest(
+            f"recipe.type {recipe.type!r} trains only bias terms, and the layers of {base.id} have none "
+            f"(Llama-style models have no biases). Recipe types that fit this model: {', '.join(fitting)}.",
+            param="recipe.type",
+            code="invalid_recipe",
+        )
 
 
 def _check_file(session: Session, caller: Caller, file_id: str, param: str) -> None:

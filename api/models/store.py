@@ -7,9 +7,11 @@ is never listed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,37 @@ class InvalidModelId(ValueError):
     pass
 
 
+# The output layers a model adds on its backbone; their bias is not a bias term of the layers.
+HEAD_PREFIXES = ("lm_head.", "score.", "classifier.")
+
+
 @dataclass(frozen=True)
 class BaseModelEntry:
     id: str
     path: Path
     created: int
+
+    def weight_names(self) -> list[str] | None:
+        """The names of the model's tensors, read from its safetensors headers (no torch, no
+        weights loaded); None when the directory holds no safetensors to read them from."""
+        index = self.path / "model.safetensors.index.json"
+        if index.is_file():
+            return sorted(json.loads(index.read_text())["weight_map"])
+        single = self.path / "model.safetensors"
+        if not single.is_file():
+            return None
+        with single.open("rb") as stream:
+            # A safetensors file starts with the length of its JSON header, then the header.
+            (length,) = struct.unpack("<Q", stream.read(8))
+            header = json.loads(stream.read(length))
+        return sorted(name for name in header if name != "__metadata__")
+
+    def has_bias_terms(self) -> bool | None:
+        """Whether the layers (not the output head) have biases; None when that can't be read."""
+        names = self.weight_names()
+        if names is None:
+            return None
+        return any(name.endswith(".bias") and not name.startswith(HEAD_PREFIXES) for name in names)
 
 
 class ModelStore:

@@ -14,6 +14,7 @@ from api.config import Settings
 from api.queue import VALIDATION_QUEUE
 from api.tables import FineTuningJob
 from tests.conftest import TINY_MODEL
+from tests.support.tiny_model import build_tiny_chat_model
 
 
 def queued_job_ids(settings: Settings, queue: str = VALIDATION_QUEUE) -> list[str]:
@@ -136,6 +137,8 @@ class TestCreateRefusals:
             ({"seed": -1}, 400, "seed", None),
             ({"recipe": {"lora_r": 0}}, 400, "recipe.lora_r", None),
             ({"recipe": {"type": "lora", "rank": 8}}, 400, "recipe.rank", None),
+            # The tiny Llama has no biases: bitfit would fail in the worker minutes later.
+            ({"recipe": {"type": "bitfit"}}, 400, "recipe.type", "invalid_recipe"),
             ({"learning_rate": 0.1}, 400, "learning_rate", None),
             ({"method": {"type": "reinforcement"}}, 400, "method.type", None),
             (
@@ -181,6 +184,17 @@ class TestCreateRefusals:
         if code:
             assert error["code"] == code
         assert job_count(app) == 0
+
+    def test_bitfit_is_refused_only_on_a_base_without_biases(
+        self, client: TestClient, app, training_file: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:  # type: ignore[no-untyped-def]
+        biased = build_tiny_chat_model(tmp_path_factory.mktemp("biased") / "model", with_biases=True)
+        app.state.model_store.import_directory(biased, "tiny-llama-biased")
+        refused = create(client, training_file, recipe={"type": "bitfit"})
+        assert refused.status_code == 400
+        assert "Recipe types that fit this model: lora" in refused.json()["error"]["message"]
+        accepted = create(client, training_file, model="tiny-llama-biased", recipe={"type": "bitfit"})
+        assert accepted.status_code == 200, accepted.text
 
     def test_a_results_file_cannot_be_trained_on(self, client: TestClient, app, settings: Settings) -> None:  # type: ignore[no-untyped-def]
         from api.db import session_scope
