@@ -7,10 +7,22 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from api.request_models import Strict
+from api.response_models import OmitsEmptyOptionals
 from api.tables import CheckpointPermission, FineTuningCheckpoint
 
 
-class CheckpointMetrics(BaseModel):
+class CheckpointMetrics(OmitsEmptyOptionals):
+    # Every metric is optional in OpenAI's spec: a job without a validation file has no valid_*.
+    omitted_when_none = (
+        "step",
+        "train_loss",
+        "train_mean_token_accuracy",
+        "valid_loss",
+        "valid_mean_token_accuracy",
+        "full_valid_loss",
+        "full_valid_mean_token_accuracy",
+    )
+
     step: float | None = None
     train_loss: float | None = None
     train_mean_token_accuracy: float | None = None

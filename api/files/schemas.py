@@ -6,13 +6,16 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from api.response_models import OmitsEmptyOptionals
 from api.tables import File
 
 FilePurpose = Literal["fine-tune", "fine-tune-results"]
 FileStatus = Literal["uploaded", "processed", "error"]
 
 
-class FileObject(BaseModel):
+class FileObject(OmitsEmptyOptionals):
+    omitted_when_none = ("status_details", "expires_at")
+
     id: str
     object: Literal["file"] = "file"
     bytes: int

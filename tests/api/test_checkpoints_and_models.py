@@ -46,6 +46,14 @@ class TestCheckpoints:
         assert first["metrics"]["step"] == 12 and first["metrics"]["train_loss"] == 1.5
         assert first["id"].startswith("ftckpt_")
 
+    def test_metrics_without_a_value_are_left_out_not_null(
+        self, client: TestClient, finished_job: dict
+    ) -> None:
+        # OpenAI's spec has every metric optional: a job without a validation file has no valid_* keys.
+        url = f"/v1/fine_tuning/jobs/{finished_job['id']}/checkpoints"
+        metrics = client.get(url).json()["data"][0]["metrics"]
+        assert set(metrics) == {"step", "train_loss", "train_mean_token_accuracy"}
+
     def test_checkpoint_models_are_models(self, client: TestClient, finished_job: dict) -> None:
         ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
         name = f"{finished_job['fine_tuned_model']}:ckpt-step-8"

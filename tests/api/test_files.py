@@ -52,6 +52,8 @@ class TestUpload:
         assert body["filename"] == "train.jsonl"
         assert body["purpose"] == "fine-tune"
         assert body["status"] == "processed"
+        # Optional in OpenAI's spec, so absent when empty rather than null.
+        assert "expires_at" not in body and "status_details" not in body
 
     def test_content_round_trips_byte_for_byte(self, client: TestClient, app) -> None:  # type: ignore[no-untyped-def]
         content = "\ufeff".encode() + jsonl(toy_chat_examples(10)).replace(b"\n", b"\r\n")
