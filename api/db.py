@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,6 +50,23 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 WRITES = "tunery_writes"
+_AFTER_COMMIT = "tunery_after_commit"
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once the unit of work commits (never if it rolls back).
+
+    For what must follow the commit and cannot be undone with it: ringing the queue's doorbell for a
+    job (a worker must find the row it names), removing the bytes of a deleted file. Services call
+    this; the one place that commits runs the actions, in order.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
+@lru_cache(maxsize=16)
+def _reading(engine: Engine) -> Engine:
+    """The engine whose connections promise only reads (on SQLite: BEGIN, not BEGIN IMMEDIATE)."""
+    return engine.execution_options(**{WRITES: False})
 
 
 @contextmanager
@@ -57,9 +75,9 @@ def session_scope(factory: sessionmaker[Session], *, writes: bool = True) -> Ite
 
     `writes=False` promises only reads (on SQLite it then takes no write lock).
     """
-    session = factory()
-    if not writes:
-        session.connection(execution_options={WRITES: False})
+    # Lazy either way: the connection is taken at the first query, not here, so a request holds
+    # none while it waits for anything else (its caller's own short session, an upload's check).
+    session = factory() if writes else factory(bind=_reading(factory.kw["bind"]))
     try:
         yield session
         session.commit()
@@ -67,4 +85,7 @@ def session_scope(factory: sessionmaker[Session], *, writes: bool = True) -> Ite
         session.rollback()
         raise
     finally:
+        actions = session.info.pop(_AFTER_COMMIT, [])
         session.close()
+    for action in actions:
+        action()

@@ -78,3 +78,12 @@ def describe_validation_error(errors: Sequence[Any]) -> tuple[str | None, str]:
     if kind == "missing":
         return param, f"Missing required parameter: {param}"
     return param, f"Invalid value for {param}: {error.get('msg')}" if param else str(error.get("msg"))
+
+
+def model_not_found(model_id: str, param: str | None = None) -> NotFound:
+    """The one answer for a model that does not exist and one the caller may not see."""
+    return NotFound(
+        f"The model '{model_id}' does not exist or you do not have access to it.",
+        param=param,
+        code="model_not_found",
+    )

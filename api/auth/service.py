@@ -107,6 +107,14 @@ def authenticate(session: Session, authorization: str | None, project_header: st
     return Caller(named, is_admin=True, key_id=row.id)
 
 
+def project_by_id(session: Session, project_id: str) -> Project | None:
+    return repository.project_by_id(session, project_id)
+
+
+def projects_by_ids(session: Session, project_ids: list[str]) -> list[Project]:
+    return repository.projects_by_ids(session, project_ids)
+
+
 def list_keys(session: Session) -> list[ApiKey]:
     return repository.all_keys(session)
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api import clock
-from api.auth import repository as projects
+from api.auth import service as projects
 from api.auth.service import Caller
 from api.checkpoints import repository
 from api.errors import InvalidRequest, NotFound
@@ -49,6 +49,21 @@ def list_checkpoints(
             raise NotFound(f"No checkpoint {after} in fine-tuning job {job_id}", param="after")
     rows = repository.page(session, job.pk, after=cursor, limit=limit)
     return rows[:limit], len(rows) > limit
+
+
+def usable_checkpoints(session: Session, caller: Caller) -> list[FineTuningCheckpoint]:
+    """Checkpoint models the caller may use: its own and those shared with its project."""
+    return repository.usable(session, caller.scope)
+
+
+def find_usable_checkpoint(session: Session, caller: Caller, name: str) -> FineTuningCheckpoint | None:
+    return repository.by_model_name(session, caller.scope, name)
+
+
+def checkpoint_of_job(
+    session: Session, job: FineTuningJob, checkpoint_id: str
+) -> FineTuningCheckpoint | None:
+    return repository.get_in_job(session, job.pk, checkpoint_id)
 
 
 def usable_checkpoint(session: Session, caller: Caller, name: str) -> FineTuningCheckpoint:

@@ -92,9 +92,7 @@ def retrieve_file(session: SessionDep, caller: CallerDep, file_id: str) -> FileO
 
 @router.delete("/{file_id}", response_model=FileDeleted)
 def delete_file(session: SessionDep, caller: CallerDep, storage: StorageDep, file_id: str) -> FileDeleted:
-    row = service.delete(session, caller, file_id)
-    session.commit()  # the row goes first: a blob without a row is garbage, a row without a blob is a 500
-    storage.delete(row.storage_key)
+    service.delete(session, storage, caller, file_id)
     return FileDeleted(id=file_id, deleted=True)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api import clock
 from api.auth.service import Caller
 from api.config import Settings
+from api.db import after_commit
 from api.errors import InvalidRequest, NotFound, PayloadTooLarge
 from api.files import repository
 from api.files.checking import check_file
@@ -136,6 +137,11 @@ def safe_filename(name: str) -> str:
     return base
 
 
+def in_project(session: Session, project_pk: int, file_id: str) -> File | None:
+    """A file of one project (a job's files are always its own project's), or None."""
+    return repository.get(session, project_pk, file_id)
+
+
 def get(session: Session, caller: Caller, file_id: str) -> File:
     row = repository.get(session, caller.scope, file_id)
     if row is None:
@@ -143,10 +149,13 @@ def get(session: Session, caller: Caller, file_id: str) -> File:
     return row
 
 
-def delete(session: Session, caller: Caller, file_id: str) -> File:
-    """Remove the row; the caller removes the bytes once that is committed."""
+def delete(session: Session, storage: FileStorage, caller: Caller, file_id: str) -> File:
+    """Remove the row, and the bytes once that is committed: a blob without a row is garbage, a row
+    without a blob would be a 500."""
     row = get(session, caller, file_id)
     repository.delete(session, row)
+    key = row.storage_key
+    after_commit(session, lambda: storage.delete(key))
     return row
 
 

@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse
 
-from api import queue
-from api.checkpoints import repository as checkpoints
+from api.checkpoints import service as checkpoints
 from api.deps import CallerDep, JobCreationLimit, SessionDep, SettingsDep
 from api.errors import InvalidRequest, NotFound
 from api.fine_tuning import artifacts, service
@@ -41,11 +40,7 @@ def create_job(
     body: JobCreate,
     idempotency_key: IdempotencyKey = None,
 ) -> FineTuningJobObject:
-    job, created = service.create_job_once(session, store, caller, body, idempotency_key)
-    if created:
-        # The message goes out only once the job is committed: a worker must find the row it names.
-        session.commit()
-        queue.enqueue(settings, queue.VALIDATE_JOB, job.id)
+    job = service.create_job_once(session, settings, store, caller, body, idempotency_key)
     return FineTuningJobObject.of(job)
 
 
@@ -81,10 +76,7 @@ def pause_job(session: SessionDep, caller: CallerDep, job_id: str) -> FineTuning
 def resume_job(
     session: SessionDep, caller: CallerDep, settings: SettingsDep, job_id: str
 ) -> FineTuningJobObject:
-    job = service.resume_job(session, caller, job_id)
-    session.commit()
-    queue.enqueue(settings, queue.RUN_JOB, job.id)
-    return FineTuningJobObject.of(job)
+    return FineTuningJobObject.of(service.resume_job(session, settings, caller, job_id))
 
 
 @router.get("/{job_id}/events", response_model=Page[FineTuningJobEventObject])
@@ -116,7 +108,7 @@ def download_adapter(
     """Tunery's extension: the trained adapter (or a checkpoint's) as a .tar.gz in PEFT format."""
     job = service.get_job(session, caller, job_id)
     if checkpoint is not None:
-        row = checkpoints.get_in_job(session, job.pk, checkpoint)
+        row = checkpoints.checkpoint_of_job(session, job, checkpoint)
         if row is None:
             raise NotFound(f"No checkpoint {checkpoint} in fine-tuning job {job_id}", param="checkpoint")
         archive = artifacts.checkpoint_archive(settings, job.id, row.step_number)

@@ -12,10 +12,12 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api import clock
+from api import clock, queue
 from api.auth.service import Caller
-from api.errors import InvalidRequest, NotFound
-from api.files import repository as files
+from api.config import Settings
+from api.db import after_commit
+from api.errors import InvalidRequest, NotFound, model_not_found
+from api.files import service as files
 from api.fine_tuning import repository
 from api.fine_tuning.recipe_schema import RecipeIn
 from api.fine_tuning.schemas import JobCreate
@@ -30,7 +32,6 @@ from api.fine_tuning.status import (
     transition,
 )
 from api.ids import new_id
-from api.models.service import model_not_found
 from api.models.store import BaseModelEntry, ModelStore
 from api.tables import FineTuningJob, FineTuningJobEvent
 from catalog.methods import METHOD_NAMES, METHODS
@@ -38,26 +39,35 @@ from catalog.recipes import RECIPE_TYPES
 
 
 def create_job_once(
-    session: Session, store: ModelStore, caller: Caller, request: JobCreate, idempotency_key: str | None
-) -> tuple[FineTuningJob, bool]:
-    """Create a job, or, for a key this project used before, return that job (and False)."""
+    session: Session,
+    settings: Settings,
+    store: ModelStore,
+    caller: Caller,
+    request: JobCreate,
+    idempotency_key: str | None,
+) -> FineTuningJob:
+    """Create a job and have it validated once committed; for a key this project used before,
+    return that job instead."""
     if idempotency_key:
         earlier = repository.by_idempotency_key(session, caller.project.pk, idempotency_key)
         if earlier is not None:
-            return earlier, False
+            return earlier
         savepoint = session.begin_nested()
         try:
             job = create_job(session, store, caller, request, idempotency_key)
             savepoint.commit()
-            return job, True
         except IntegrityError:
             # A concurrent request with the same key won the race: answer with its job.
             savepoint.rollback()
             earlier = repository.by_idempotency_key(session, caller.project.pk, idempotency_key)
             if earlier is None:
                 raise
-            return earlier, False
-    return create_job(session, store, caller, request), True
+            return earlier
+    else:
+        job = create_job(session, store, caller, request)
+    job_id = job.id
+    after_commit(session, lambda: queue.enqueue(settings, queue.VALIDATE_JOB, job_id))
+    return job
 
 
 def create_job(
@@ -152,14 +162,29 @@ def pause_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
     return job
 
 
-def resume_job(session: Session, caller: Caller, job_id: str) -> FineTuningJob:
+def resume_job(session: Session, settings: Settings, caller: Caller, job_id: str) -> FineTuningJob:
     """Back to the queue; the next worker continues from the checkpoint the pause saved."""
     job = get_job(session, caller, job_id, for_update=True)
     if job.status != PAUSED:
         raise InvalidTransition(f"Job {job.id} is {job.status}: only a paused job can be resumed.")
     where = f" from step {job.resume_step}" if job.resume_step else ""
     transition(session, job, QUEUED, f"Fine-tuning job resumed{where}")
+    after_commit(session, lambda: queue.enqueue(settings, queue.RUN_JOB, job_id))
     return job
+
+
+def jobs_with_models(session: Session, caller: Caller) -> list[FineTuningJob]:
+    """The caller's jobs whose fine-tuned model exists (succeeded, not deleted)."""
+    return repository.with_fine_tuned_models(session, caller.scope)
+
+
+def job_of_model(session: Session, caller: Caller, model_id: str) -> FineTuningJob | None:
+    """The caller's job whose fine-tuned model is `model_id`, if any."""
+    return repository.by_fine_tuned_model(session, caller.scope, model_id)
+
+
+def record_event(session: Session, job: FineTuningJob, message: str) -> None:
+    repository.add_event(session, job, message)
 
 
 def fine_tuned_model_name(job: FineTuningJob) -> str:
@@ -213,7 +238,7 @@ def _check_recipe_fits(recipe: RecipeIn, base: BaseModelEntry) -> None:
 
 def _check_file(session: Session, caller: Caller, file_id: str, param: str) -> None:
     # Files are always the job's own project's, even for an admin acting across projects.
-    row = files.get(session, caller.project.pk, file_id)
+    row = files.in_project(session, caller.project.pk, file_id)
     if row is None:
         raise InvalidRequest(f"invalid {param}: no such file {file_id}", param=param, code="file_not_found")
     if row.purpose != "fine-tune":

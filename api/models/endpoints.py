@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from api.deps import CallerDep, SessionDep, SettingsDep
-from api.fine_tuning import artifacts
 from api.models import service
 from api.models.schemas import ModelDeleted, ModelList, ModelObject
 from api.models.store import ModelStore
@@ -38,7 +37,5 @@ def retrieve_model(
 def delete_model(
     session: SessionDep, caller: CallerDep, settings: SettingsDep, store: ModelStoreDep, model_id: str
 ) -> ModelDeleted:
-    job = service.delete_model(session, store, caller, model_id)
-    session.commit()  # the row first: a failure below leaves garbage files, never a model without them
-    artifacts.remove_adapter(settings, job.id)
+    service.delete_model(session, settings, store, caller, model_id)
     return ModelDeleted(id=model_id, deleted=True)

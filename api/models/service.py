@@ -7,9 +7,12 @@ from sqlalchemy.orm import Session
 
 from api import clock
 from api.auth.service import Caller
-from api.checkpoints import repository as checkpoints
-from api.errors import InvalidRequest, NotFound
-from api.fine_tuning import repository as jobs
+from api.checkpoints import service as checkpoints
+from api.config import Settings
+from api.db import after_commit
+from api.errors import InvalidRequest, model_not_found
+from api.fine_tuning import artifacts
+from api.fine_tuning import service as jobs
 from api.models.schemas import ModelObject
 from api.models.store import ModelStore
 from api.tables import FineTuningCheckpoint, FineTuningJob
@@ -19,8 +22,8 @@ BASE_OWNER = "tunery"
 
 def list_models(session: Session, store: ModelStore, caller: Caller) -> list[ModelObject]:
     base = [ModelObject(id=m.id, created=m.created, owned_by=BASE_OWNER) for m in store.list()]
-    tuned = [_tuned(job) for job in jobs.with_fine_tuned_models(session, caller.scope)]
-    saved = [_checkpoint(row) for row in checkpoints.usable(session, caller.scope)]
+    tuned = [_tuned(job) for job in jobs.jobs_with_models(session, caller)]
+    saved = [_checkpoint(row) for row in checkpoints.usable_checkpoints(session, caller)]
     return base + tuned + saved
 
 
@@ -28,21 +31,23 @@ def get_model(session: Session, store: ModelStore, caller: Caller, model_id: str
     entry = store.get(model_id)
     if entry is not None:
         return ModelObject(id=entry.id, created=entry.created, owned_by=BASE_OWNER)
-    job = jobs.by_fine_tuned_model(session, caller.scope, model_id)
+    job = jobs.job_of_model(session, caller, model_id)
     if job is not None:
         return _tuned(job)
-    checkpoint = checkpoints.by_model_name(session, caller.scope, model_id)
+    checkpoint = checkpoints.find_usable_checkpoint(session, caller, model_id)
     if checkpoint is not None:
         return _checkpoint(checkpoint)
     raise model_not_found(model_id)
 
 
-def delete_model(session: Session, store: ModelStore, caller: Caller, model_id: str) -> FineTuningJob:
-    """Mark a fine-tuned model deleted; its job keeps the record (and the name). The caller removes
-    the adapter's files once this is committed."""
-    job = jobs.by_fine_tuned_model(session, caller.scope, model_id)
+def delete_model(
+    session: Session, settings: Settings, store: ModelStore, caller: Caller, model_id: str
+) -> FineTuningJob:
+    """Mark a fine-tuned model deleted; its job keeps the record (and the name). The adapter's files
+    go once that is committed: a failure then leaves garbage files, never a model without them."""
+    job = jobs.job_of_model(session, caller, model_id)
     if job is None:
-        if store.get(model_id) is not None or checkpoints.by_model_name(session, caller.scope, model_id):
+        if store.get(model_id) is not None or checkpoints.find_usable_checkpoint(session, caller, model_id):
             raise InvalidRequest(
                 f"The model '{model_id}' is not a fine-tuned model; only fine-tuned models can be deleted.",
                 param="model",
@@ -50,16 +55,10 @@ def delete_model(session: Session, store: ModelStore, caller: Caller, model_id: 
             )
         raise model_not_found(model_id)
     job.model_deleted_at = clock.now()
-    jobs.add_event(session, job, f"Fine-tuned model deleted: {model_id}")
+    jobs.record_event(session, job, f"Fine-tuned model deleted: {model_id}")
+    job_id = job.id
+    after_commit(session, lambda: artifacts.remove_adapter(settings, job_id))
     return job
-
-
-def model_not_found(model_id: str, param: str | None = None) -> NotFound:
-    return NotFound(
-        f"The model '{model_id}' does not exist or you do not have access to it.",
-        param=param,
-        code="model_not_found",
-    )
 
 
 def _tuned(job: FineTuningJob) -> ModelObject:
