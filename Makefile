@@ -30,8 +30,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The whole suite, both backends, every process; the slowest tests are printed at the end.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25
+
+# The inner loop, well under two minutes: unit and API tests on the embedded backend (SQLite and
+# the filesystem broker), without the fuzzer and the tests that start live processes.
+test-fast: $(STAMP)
+	TUNERY_TEST_BACKENDS=sqlite $(BIN)/pytest -q -m "not slow" tests/unit tests/api tests/test_deploy_files.py
 
 # The API fuzzer at length: many more generated requests per operation than `make test` runs.
 fuzz: $(STAMP)

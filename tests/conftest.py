@@ -83,7 +83,11 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# `make test` runs every backend; the inner loop (`make test-fast`) sets TUNERY_TEST_BACKENDS=sqlite.
+BACKENDS = [name for name in os.environ.get("TUNERY_TEST_BACKENDS", "sqlite,postgres").split(",") if name]
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
