@@ -347,6 +347,11 @@ BAD = [
         id="preference-input-tools",
     ),
     pytest.param(
+        encoded({**PREFERENCE_EXAMPLE, "input": {"messages": [USER, ASSISTANT]}}),
+        "line 1: input.messages must end before the answer, not with an assistant message",
+        id="preference-input-ends-with-an-answer",
+    ),
+    pytest.param(
         encoded({**PREFERENCE_EXAMPLE, "preferred_output": [USER]}),
         "line 1: preferred_output[0].role must be one of assistant",
         id="preference-user-output",
