@@ -134,7 +134,7 @@ class TestLoadExamples:
         lines = [
             '{"prompt": "a", "completion": "b"}',
             "",
-            '{"messages": [{"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]}',
+            '{"prompt": "c", "completion": "d"}',  # one format per file, as the API requires
             "   ",
         ]
         path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
@@ -152,7 +152,7 @@ class TestLoadExamples:
         path = tmp_path / "train.jsonl"
         path.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": \n')
 
-        with pytest.raises(DatasetError, match=r"^line 2: invalid JSON") as raised:
+        with pytest.raises(DatasetError, match=r"^line 2: is not valid JSON") as raised:
             load_examples(path)
         assert raised.value.line == 2
 
@@ -160,8 +160,26 @@ class TestLoadExamples:
         path = tmp_path / "train.jsonl"
         path.write_bytes(b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9", "completion": "b"}\n')
 
-        with pytest.raises(DatasetError, match="line 2: not valid UTF-8"):
+        with pytest.raises(DatasetError, match="line 2: is not valid UTF-8"):
             load_examples(path)
+
+    @pytest.mark.parametrize(
+        ("line", "problem"),
+        [
+            (b'{"prompt": "a", "completion": NaN}', "is not valid JSON (NaN is not a JSON value"),
+            (b'{"prompt": "a", "prompt": "b", "completion": "c"}', "has the key 'prompt' more than once"),
+            (b'{"prompt": "a\\ud800", "completion": "c"}', "prompt has an unpaired surrogate escape"),
+            (b'\xef\xbb\xbf{"prompt": "a", "completion": "b"}', "starts with a byte-order mark"),
+        ],
+    )
+    def test_lines_the_api_refuses_are_refused_in_its_words(self, tmp_path, line, problem):
+        # Python's json would read the first three; the API refuses them, and so must the trainer.
+        path = tmp_path / "train.jsonl"
+        path.write_bytes(b'{"prompt": "a", "completion": "b"}\n' + line + b"\n")
+
+        with pytest.raises(DatasetError) as raised:
+            load_examples(path)
+        assert str(raised.value).startswith(f"line 2: {problem}")
 
     def test_empty_file_is_an_error(self, tmp_path):
         path = tmp_path / "train.jsonl"
@@ -178,7 +196,7 @@ class TestNormalizeExample:
             ([1, 2], "must be a JSON object"),
             ({"text": "hello"}, "needs a 'messages' list"),
             ({"messages": []}, "non-empty list"),
-            ({"messages": [{"role": "user", "content": "hi"}]}, "at least one assistant message"),
+            ({"messages": [{"role": "user", "content": "hi"}]}, "no assistant message to learn from"),
             ({"messages": [{"role": "robot", "content": "hi"}]}, "role must be one of"),
             ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant"}]}, "content is missing"),
             (
@@ -190,8 +208,8 @@ class TestNormalizeExample:
                 },
                 "only allowed on assistant",
             ),
-            ({"messages": [{"role": "assistant", "content": "a"}]}, "first message can't be an assistant"),
-            ({"prompt": 1, "completion": "b"}, "must be strings"),
+            ({"messages": [{"role": "assistant", "content": "a"}]}, "starts with what prompts it"),
+            ({"prompt": 1, "completion": "b"}, "prompt must be a string"),
         ],
     )
     def test_invalid_examples_say_what_is_wrong(self, raw, problem):
