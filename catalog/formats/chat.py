@@ -33,8 +33,6 @@ def read_chat(value: dict[str, Any]) -> tuple[ChatExample | None, list[str]]:
     tools, parallel_tool_calls = read_tools(value, "", problems)
     if messages is None or problems:
         return None, problems
-    if messages[0].role == "assistant":
-        return None, ["messages[0] is an assistant message: a conversation starts with what prompts it"]
     if not any(message.trained for message in messages):
         return None, ["messages has no assistant message to learn from (one with weight 1)"]
     return ChatExample(messages=messages, tools=tools, parallel_tool_calls=parallel_tool_calls), problems

@@ -68,6 +68,39 @@ class TestTokenizeExample:
         assert trained_text(tokenizer, tokenized) == "green" + END
         assert tokenizer.decode(tokenized.input_ids).startswith("<|im_start|>user\nWhat colour is a lime?")
 
+    def test_a_conversation_the_assistant_starts_trains_its_first_message(self, tokenizer):
+        # A support bot that greets first: nothing prompts the greeting, and it is learned all the same.
+        example = {
+            "messages": [
+                {"role": "assistant", "content": "Hello! Ask me about fruit."},
+                *two_turns()["messages"][1:],
+            ]
+        }
+        tokenized = tokenize_example(tokenizer, example)
+
+        assert (
+            trained_text(tokenizer, tokenized)
+            == "Hello! Ask me about fruit." + END + "green" + END + "purple" + END
+        )
+        assert tokenizer.decode(tokenized.input_ids) == tokenizer.apply_chat_template(
+            example["messages"], tokenize=False
+        )
+
+    def test_a_first_assistant_message_under_a_template_that_refuses_no_messages_trains_its_whole_turn(self):
+        # A template that can't render an empty conversation gives no prompt before the first message:
+        # its whole turn, the role header included, is trained.
+        tokenizer = build_tiny_tokenizer()
+        tokenizer.chat_template = (
+            "{% if not messages %}{{ raise_exception('no messages') }}{% endif %}" + CHATML_TEMPLATE
+        )
+        example = {
+            "messages": [{"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Hi"}]
+        }
+
+        tokenized = tokenize_example(tokenizer, example)
+
+        assert trained_text(tokenizer, tokenized) == "<|im_start|>assistant\nHello!" + END
+
     def test_truncation_keeps_the_start(self, tokenizer):
         full = tokenize_example(tokenizer, two_turns())
         tokenized = tokenize_example(tokenizer, two_turns(), max_seq_length=10)
@@ -181,6 +214,17 @@ class TestLoadExamples:
             load_examples(path)
         assert str(raised.value).startswith(f"line 2: {problem}")
 
+    def test_a_conversation_may_start_with_the_assistant(self, tmp_path):
+        greeting = {"role": "assistant", "content": "Hello!"}
+        path = write_jsonl(
+            tmp_path / "train.jsonl",
+            [{"messages": [greeting]}, {"messages": [greeting, *two_turns()["messages"][1:]]}],
+        )
+
+        examples = load_examples(path)
+
+        assert [example["messages"][0] for example in examples] == [greeting, greeting]
+
     def test_empty_file_is_an_error(self, tmp_path):
         path = tmp_path / "train.jsonl"
         path.write_text("\n\n")
@@ -208,7 +252,6 @@ class TestNormalizeExample:
                 },
                 "only allowed on assistant",
             ),
-            ({"messages": [{"role": "assistant", "content": "a"}]}, "starts with what prompts it"),
             ({"prompt": 1, "completion": "b"}, "prompt must be a string"),
         ],
     )

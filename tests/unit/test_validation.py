@@ -92,6 +92,10 @@ GOOD = [
     ),
     pytest.param(chat({"role": "user", "content": ""}, ASSISTANT), CHAT, id="empty-user-turn"),
     pytest.param(chat(USER, ASSISTANT, id=7, source="crm"), CHAT, id="extra-top-level-keys"),
+    # A support bot that greets first, or a chat log whose first user turn was lost: OpenAI's format has
+    # no rule about the first message.
+    pytest.param(chat(ASSISTANT, USER, ASSISTANT), CHAT, id="assistant-first"),
+    pytest.param(chat(ASSISTANT), CHAT, id="assistant-only"),
     pytest.param({"prompt": "2+2=", "completion": "4"}, PROMPT_COMPLETION, id="prompt-completion"),
     pytest.param({"prompt": "", "completion": "4"}, PROMPT_COMPLETION, id="empty-prompt"),
     pytest.param(PREFERENCE_EXAMPLE, PREFERENCE, id="preference"),
@@ -244,11 +248,6 @@ BAD = [
         encoded(chat(USER, {**ASSISTANT, "weight": 0})),
         "line 1: messages has no assistant message to learn from",
         id="all-weight-0",
-    ),
-    pytest.param(
-        encoded(chat(ASSISTANT, USER, ASSISTANT)),
-        "line 1: messages[0] is an assistant message",
-        id="assistant-first",
     ),
     pytest.param(
         encoded(chat(USER, {**ASSISTANT, "tool_calls": {"id": "c1"}})),

@@ -12,7 +12,9 @@ Loss masking does not rely on `{% generation %}` markers, which most chat templa
 assistant turn is located by rendering growing prefixes of the conversation: the turn's text is what
 `render(messages[:i+1])` adds to `render(messages[:i], add_generation_prompt=True)`. That includes the
 end-of-turn token the template writes after the content, which the model must learn in order to stop.
-The full text is then tokenized once, and a token is trained when it starts inside an assistant span.
+A conversation may start with the assistant (a bot that greets first): that turn's prompt is what the
+template writes for no messages at all. The full text is then tokenized once, and a token is trained
+when it starts inside an assistant span.
 """
 
 from __future__ import annotations
@@ -233,8 +235,11 @@ def tokenize_example(
     for index, message in enumerate(example["messages"]):
         if message["role"] != "assistant" or message.get("weight", 1) == 0:
             continue
-        prompt_text = _render(tokenizer, messages[:index], tools, add_generation_prompt=True)
         turn_text = _render(tokenizer, messages[: index + 1], tools, add_generation_prompt=False)
+        if index:
+            prompt_text = _render(tokenizer, messages[:index], tools, add_generation_prompt=True)
+        else:
+            prompt_text = _empty_prompt(tokenizer, tools, turn_text)
         _require_prefix(prompt_text, turn_text, f"the prompt before message {index}", f"message {index}")
         _require_prefix(
             turn_text, full_text, f"the conversation up to message {index}", "the whole conversation"
@@ -343,6 +348,31 @@ def _render(
     if not isinstance(text, str):
         raise ChatTemplateError("the tokenizer's chat template did not render to text")
     return text
+
+
+def _empty_prompt(tokenizer: Any, tools: list[Any] | None, first_turn: str) -> str:
+    """What the template writes before a first message of the assistant's (a BOS token, a default
+    system prompt, the assistant's header): render([], add_generation_prompt=True).
+
+    tokenizer.apply_chat_template refuses an empty conversation, so the template is rendered the way
+    apply_chat_template renders it. A template that can't render no messages, or renders something
+    else than the start of the first turn, gives no prompt: the whole first turn is trained.
+    """
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    try:
+        # Annotated as returning a string, it returns (the rendered conversations, generation indices).
+        rendered: Any = render_jinja_template(
+            conversations=[[]],
+            tools=tools,
+            chat_template=tokenizer.get_chat_template(None, tools),
+            add_generation_prompt=True,
+            **tokenizer.special_tokens_map,
+        )
+    except (jinja2.TemplateError, TypeError, ValueError):  # TemplateError: the template's raise_exception
+        return ""
+    prompt = rendered[0][0]
+    return prompt if isinstance(prompt, str) and first_turn.startswith(prompt) else ""
 
 
 def _require_prefix(prefix: str, text: str, prefix_name: str, text_name: str) -> None:
