@@ -131,31 +131,40 @@ def read_message(
     if not isinstance(value, dict):
         problems.append(f"{where} must be an object with 'role' and 'content'")
         return None
+    role = value.get("role")
+    content = value.get("content")
+    if isinstance(content, str) and isinstance(role, str) and role in roles and role != "tool":
+        # Most messages are a role and a string, maybe a weight, and a 100 MB upload has millions: the
+        # checks below would find nothing else to check. (A tool message must name its tool call.)
+        if len(value) == 2:
+            return Message(role=value["role"], content=content)
+        written = value.get("weight")
+        if len(value) == 3 and role == "assistant" and written in (0, 1) and not isinstance(written, bool):
+            return Message(role=value["role"], content=content, weight=1 if written == 1 else 0)
     n_before = len(problems)
     if not value.keys() <= MESSAGE_KEYS:
         problems += [f"{where} has unrecognized key {key!r}" for key in value if key not in MESSAGE_KEYS]
-    role = value.get("role")
     if role is None:
         problems.append(f"{where}.role is missing")
     elif not isinstance(role, str) or role not in roles:
         problems.append(f"{where}.role must be one of {', '.join(roles)}")
     tool_calls_value = value.get("tool_calls")
     has_tool_calls = bool(tool_calls_value or value.get("function_call"))
-    content = _read_content(value.get("content"), where, role, has_tool_calls, problems)
+    content = _read_content(content, where, role, has_tool_calls, problems)
     name = value.get("name")
     if "name" in value and not isinstance(name, str):
         problems.append(f"{where}.name must be a string")
     refusal = value.get("refusal")
     if refusal is not None and not isinstance(refusal, str):
         problems.append(f"{where}.refusal must be a string")
-    weight = value.get("weight")
+    weight: Literal[0, 1] | None = None
     if "weight" in value:
         if role != "assistant":
             problems.append(f"{where}.weight is only allowed on assistant messages")
-        elif weight not in (0, 1) or isinstance(weight, bool):
+        elif value["weight"] not in (0, 1) or isinstance(value["weight"], bool):
             problems.append(f"{where}.weight must be 0 or 1")
         else:
-            weight = int(weight)  # 1.0 is 1 in JSON
+            weight = 1 if value["weight"] == 1 else 0  # 1.0 is 1 in JSON
     tool_calls = None
     if "tool_calls" in value:
         if role != "assistant":

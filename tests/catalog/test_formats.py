@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from catalog.formats import (
     CHAT,
     CLASSIFICATION,
@@ -100,6 +102,20 @@ class TestParseLine:
             "has the key 'content' more than once in one object",
             "messages[0].role must be one of system, user, assistant, tool",
         ]
+
+    @pytest.mark.parametrize("weight", [False, True, 2, 0.5, None, "1"])
+    def test_a_weight_is_0_or_1_and_nothing_else(self, weight: object) -> None:
+        user = {"role": "user", "content": "q"}
+        parsed = parse_line(
+            line({"messages": [user, {"role": "assistant", "content": "a", "weight": weight}]})
+        )
+        assert parsed.problems == ["messages[1].weight must be 0 or 1"]
+
+    def test_a_weight_of_1_0_is_1(self) -> None:
+        user = {"role": "user", "content": "q"}
+        parsed = parse_line(line({"messages": [user, {"role": "assistant", "content": "a", "weight": 1.0}]}))
+        assert isinstance(parsed.example, ChatExample)
+        assert parsed.example.messages[1].weight == 1 and type(parsed.example.messages[1].weight) is int
 
 
 class TestFileReader:
