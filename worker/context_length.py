@@ -52,7 +52,8 @@ def example_token_counter(model_dir: str | Path) -> tuple[Callable[[dict[str, An
 
     def chat_tokens(messages: list[Any], tools: Any) -> int:
         try:
-            example = normalize_example({"messages": messages, "tools": tools})
+            chat = {"messages": messages} if tools is None else {"messages": messages, "tools": tools}
+            example = normalize_example(chat)
             return n_tokens(_render(tokenizer, example))
         except DatasetError as exc:
             raise ExampleRejected(exc.reason) from None

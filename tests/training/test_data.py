@@ -68,6 +68,39 @@ class TestTokenizeExample:
         assert trained_text(tokenizer, tokenized) == "green" + END
         assert tokenizer.decode(tokenized.input_ids).startswith("<|im_start|>user\nWhat colour is a lime?")
 
+    def test_a_conversation_the_assistant_starts_trains_its_first_message(self, tokenizer):
+        # A support bot that greets first: nothing prompts the greeting, and it is learned all the same.
+        example = {
+            "messages": [
+                {"role": "assistant", "content": "Hello! Ask me about fruit."},
+                *two_turns()["messages"][1:],
+            ]
+        }
+        tokenized = tokenize_example(tokenizer, example)
+
+        assert (
+            trained_text(tokenizer, tokenized)
+            == "Hello! Ask me about fruit." + END + "green" + END + "purple" + END
+        )
+        assert tokenizer.decode(tokenized.input_ids) == tokenizer.apply_chat_template(
+            example["messages"], tokenize=False
+        )
+
+    def test_a_first_assistant_message_under_a_template_that_refuses_no_messages_trains_its_whole_turn(self):
+        # A template that can't render an empty conversation gives no prompt before the first message:
+        # its whole turn, the role header included, is trained.
+        tokenizer = build_tiny_tokenizer()
+        tokenizer.chat_template = (
+            "{% if not messages %}{{ raise_exception('no messages') }}{% endif %}" + CHATML_TEMPLATE
+        )
+        example = {
+            "messages": [{"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Hi"}]
+        }
+
+        tokenized = tokenize_example(tokenizer, example)
+
+        assert trained_text(tokenizer, tokenized) == "<|im_start|>assistant\nHello!" + END
+
     def test_truncation_keeps_the_start(self, tokenizer):
         full = tokenize_example(tokenizer, two_turns())
         tokenized = tokenize_example(tokenizer, two_turns(), max_seq_length=10)
@@ -134,7 +167,7 @@ class TestLoadExamples:
         lines = [
             '{"prompt": "a", "completion": "b"}',
             "",
-            '{"messages": [{"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]}',
+            '{"prompt": "c", "completion": "d"}',  # one format per file, as the API requires
             "   ",
         ]
         path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
@@ -152,7 +185,7 @@ class TestLoadExamples:
         path = tmp_path / "train.jsonl"
         path.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": \n')
 
-        with pytest.raises(DatasetError, match=r"^line 2: invalid JSON") as raised:
+        with pytest.raises(DatasetError, match=r"^line 2: is not valid JSON") as raised:
             load_examples(path)
         assert raised.value.line == 2
 
@@ -160,8 +193,37 @@ class TestLoadExamples:
         path = tmp_path / "train.jsonl"
         path.write_bytes(b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9", "completion": "b"}\n')
 
-        with pytest.raises(DatasetError, match="line 2: not valid UTF-8"):
+        with pytest.raises(DatasetError, match="line 2: is not valid UTF-8"):
             load_examples(path)
+
+    @pytest.mark.parametrize(
+        ("line", "problem"),
+        [
+            (b'{"prompt": "a", "completion": NaN}', "is not valid JSON (NaN is not a JSON value"),
+            (b'{"prompt": "a", "prompt": "b", "completion": "c"}', "has the key 'prompt' more than once"),
+            (b'{"prompt": "a\\ud800", "completion": "c"}', "prompt has an unpaired surrogate escape"),
+            (b'\xef\xbb\xbf{"prompt": "a", "completion": "b"}', "starts with a byte-order mark"),
+        ],
+    )
+    def test_lines_the_api_refuses_are_refused_in_its_words(self, tmp_path, line, problem):
+        # Python's json would read the first three; the API refuses them, and so must the trainer.
+        path = tmp_path / "train.jsonl"
+        path.write_bytes(b'{"prompt": "a", "completion": "b"}\n' + line + b"\n")
+
+        with pytest.raises(DatasetError) as raised:
+            load_examples(path)
+        assert str(raised.value).startswith(f"line 2: {problem}")
+
+    def test_a_conversation_may_start_with_the_assistant(self, tmp_path):
+        greeting = {"role": "assistant", "content": "Hello!"}
+        path = write_jsonl(
+            tmp_path / "train.jsonl",
+            [{"messages": [greeting]}, {"messages": [greeting, *two_turns()["messages"][1:]]}],
+        )
+
+        examples = load_examples(path)
+
+        assert [example["messages"][0] for example in examples] == [greeting, greeting]
 
     def test_empty_file_is_an_error(self, tmp_path):
         path = tmp_path / "train.jsonl"
@@ -178,7 +240,7 @@ class TestNormalizeExample:
             ([1, 2], "must be a JSON object"),
             ({"text": "hello"}, "needs a 'messages' list"),
             ({"messages": []}, "non-empty list"),
-            ({"messages": [{"role": "user", "content": "hi"}]}, "at least one assistant message"),
+            ({"messages": [{"role": "user", "content": "hi"}]}, "no assistant message to learn from"),
             ({"messages": [{"role": "robot", "content": "hi"}]}, "role must be one of"),
             ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant"}]}, "content is missing"),
             (
@@ -190,8 +252,7 @@ class TestNormalizeExample:
                 },
                 "only allowed on assistant",
             ),
-            ({"messages": [{"role": "assistant", "content": "a"}]}, "first message can't be an assistant"),
-            ({"prompt": 1, "completion": "b"}, "must be strings"),
+            ({"prompt": 1, "completion": "b"}, "prompt must be a string"),
         ],
     )
     def test_invalid_examples_say_what_is_wrong(self, raw, problem):

@@ -133,7 +133,7 @@ class TestDPO:
         del lines[1]["non_preferred_output"]
         path = write_jsonl(tmp_path / "prefs.jsonl", lines)
 
-        with pytest.raises(DatasetError, match="line 2: 'non_preferred_output' must be a list") as error:
+        with pytest.raises(DatasetError, match="line 2: non_preferred_output is missing") as error:
             read_preferences(str(path), "training")
         assert error.value.purpose == "training"
 

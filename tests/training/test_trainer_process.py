@@ -130,7 +130,7 @@ class TestProtocol:
         failed = run.events[-1]
         assert failed["event"] == "failed"
         assert failed["code"] == "invalid_training_file"
-        assert failed["message"].startswith("line 3: an example needs at least one assistant message")
+        assert failed["message"].startswith("line 3: messages has no assistant message to learn from")
 
 
 class TestArtifacts:

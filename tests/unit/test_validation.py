@@ -92,6 +92,10 @@ GOOD = [
     ),
     pytest.param(chat({"role": "user", "content": ""}, ASSISTANT), CHAT, id="empty-user-turn"),
     pytest.param(chat(USER, ASSISTANT, id=7, source="crm"), CHAT, id="extra-top-level-keys"),
+    # A support bot that greets first, or a chat log whose first user turn was lost: OpenAI's format has
+    # no rule about the first message.
+    pytest.param(chat(ASSISTANT, USER, ASSISTANT), CHAT, id="assistant-first"),
+    pytest.param(chat(ASSISTANT), CHAT, id="assistant-only"),
     pytest.param({"prompt": "2+2=", "completion": "4"}, PROMPT_COMPLETION, id="prompt-completion"),
     pytest.param({"prompt": "", "completion": "4"}, PROMPT_COMPLETION, id="empty-prompt"),
     pytest.param(PREFERENCE_EXAMPLE, PREFERENCE, id="preference"),
@@ -246,11 +250,6 @@ BAD = [
         id="all-weight-0",
     ),
     pytest.param(
-        encoded(chat(ASSISTANT, USER, ASSISTANT)),
-        "line 1: messages[0] is an assistant message",
-        id="assistant-first",
-    ),
-    pytest.param(
         encoded(chat(USER, {**ASSISTANT, "tool_calls": {"id": "c1"}})),
         "line 1: messages[1].tool_calls must be a list",
         id="tool-calls-object",
@@ -345,6 +344,11 @@ BAD = [
         encoded({**PREFERENCE_EXAMPLE, "input": {"messages": [USER], "tools": "f"}}),
         "line 1: input.tools must be a list",
         id="preference-input-tools",
+    ),
+    pytest.param(
+        encoded({**PREFERENCE_EXAMPLE, "input": {"messages": [USER, ASSISTANT]}}),
+        "line 1: input.messages must end before the answer, not with an assistant message",
+        id="preference-input-ends-with-an-answer",
     ),
     pytest.param(
         encoded({**PREFERENCE_EXAMPLE, "preferred_output": [USER]}),

@@ -133,6 +133,34 @@ class TestCount:
             count({"messages": [USER, USER, ASSISTANT]})
 
 
+def test_a_role_order_the_chat_template_refuses_is_a_problem_of_its_line(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # The formats allow a conversation to start with the assistant; a base model whose template refuses
+    # that (Llama 2's, Mistral's) says so in its own words, at job validation, naming the line.
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir), local_files_only=True)
+    tokenizer.chat_template = STRICT_TEMPLATE
+    strict = tmp_path / "strict"
+    tokenizer.save_pretrained(strict)
+    shutil.copy(tiny_model_dir / "config.json", strict / "config.json")
+    count, _ = example_token_counter(strict)
+    greeting_first = {"messages": [{"role": "assistant", "content": "Hello!"}, USER, ASSISTANT]}
+
+    report = check_lines(
+        [
+            json.dumps(example).encode() + b"\n"
+            for example in ({"messages": [USER, ASSISTANT]}, greeting_first)
+        ],
+        count_tokens=count,
+    )
+
+    assert report.n_examples == 1
+    assert report.problems == [
+        "line 2: the model's chat template rejected this example: "
+        "Conversation roles must alternate user/assistant/user/assistant/..."
+    ]
+
+
 class TestContextLength:
     def test_it_is_the_model_s_positions(self, tiny_model_dir: Path) -> None:
         _, context_length = example_token_counter(tiny_model_dir)

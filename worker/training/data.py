@@ -1,19 +1,24 @@
 """OpenAI fine-tuning JSONL -> tokenized examples whose labels train only the assistant's tokens.
 
-Two input formats are accepted, both as OpenAI documents them:
+Files are read through catalog.formats, as the API validates them: a line the API accepts is read
+here the same way, and a line it refuses is refused here in the same words (a DatasetError naming the
+line). Supervised training reads two formats:
   chat               {"messages": [{"role": ..., "content": ...}, ...], "tools": [...]}   (tools optional)
   prompt/completion  {"prompt": "...", "completion": "..."}  (read as one user turn, one assistant turn)
+Beyond validation, examples are put in the form chat templates take: text content parts joined into
+a string, tool-call arguments parsed from their JSON string into a value.
 
 Loss masking does not rely on `{% generation %}` markers, which most chat templates lack. Instead each
 assistant turn is located by rendering growing prefixes of the conversation: the turn's text is what
 `render(messages[:i+1])` adds to `render(messages[:i], add_generation_prompt=True)`. That includes the
 end-of-turn token the template writes after the content, which the model must learn in order to stop.
-The full text is then tokenized once, and a token is trained when it starts inside an assistant span.
+A conversation may start with the assistant (a bot that greets first): that turn's prompt is what the
+template writes for no messages at all. The full text is then tokenized once, and a token is trained
+when it starts inside an assistant span.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +26,20 @@ from typing import Any
 
 import jinja2
 
-IGNORE_INDEX = -100  # the label value that PyTorch's cross-entropy (and so transformers) skips
+from catalog.formats import (
+    FORMATS_BY_METHOD,
+    ChatExample,
+    Example,
+    FileReader,
+    Message,
+    PromptCompletionExample,
+    ToolCall,
+    not_an_object,
+    read_example,
+    wrong_format,
+)
 
-ROLES = ("system", "user", "assistant", "tool")
+IGNORE_INDEX = -100  # the label value that PyTorch's cross-entropy (and so transformers) skips
 
 
 class DatasetError(ValueError):
@@ -69,122 +85,128 @@ class TokenizedDataset:
 # ---- reading and validating -------------------------------------------------------------------
 
 
+class NormalizedExample(dict[str, Any]):
+    """A supervised example in chat form, as normalize_example returns it: {"messages", "tools"?}, and
+    from load_examples also "line". Marked by its class because it no longer reads as OpenAI's format
+    (tool-call arguments are values, not strings of JSON): normalizing it again returns it as it is."""
+
+
 def load_examples(path: str | Path) -> list[dict[str, Any]]:
     """Read a JSONL file into normalized chat examples; raise DatasetError naming the bad line.
 
     Each example also carries "line", its 1-based line number, so that later problems can name it.
     A UTF-8 byte-order mark, CRLF line ends and blank lines are accepted, as OpenAI accepts them.
     """
-    examples = []
-    for line_number, raw in read_jsonl(path):
-        try:
-            example = normalize_example(raw)
-        except DatasetError as error:
-            raise DatasetError(error.reason, line_number) from None
-        example["line"] = line_number
-        examples.append(example)
+    examples: list[dict[str, Any]] = []
+    for line_number, example in read_examples(path, "supervised"):
+        assert isinstance(example, ChatExample | PromptCompletionExample)
+        normalized = chat_form(example)
+        normalized["line"] = line_number
+        examples.append(normalized)
+    return examples
+
+
+def read_examples(path: str | Path, method: str) -> list[tuple[int, Example]]:
+    """The typed examples of a file for `method`, with their 1-based line numbers.
+
+    DatasetError names the first bad line, with the first problem the API reports for it; or the first
+    line in a format that `method` does not train on (after the line's own problems, as the API checks
+    a job's files); or says that the file has no examples.
+    """
+    reader = FileReader()
+    wanted = FORMATS_BY_METHOD[method]
+    examples: list[tuple[int, Example]] = []
+    with open(path, "rb") as lines:
+        for line_number, raw in enumerate(lines, start=1):
+            line = reader.read(line_number, raw)
+            if line is None:
+                continue
+            if line.example is None or line.format is None:
+                raise DatasetError(line.problems[0], line_number)
+            if line.format not in wanted:
+                raise DatasetError(wrong_format(method, line.format), line_number)
+            examples.append((line_number, line.example))
+    if not examples:
+        raise DatasetError("the file contains no examples")
     return examples
 
 
 def read_jsonl(path: str | Path) -> list[tuple[int, Any]]:
-    """The JSON values of a JSONL file with their 1-based line numbers; DatasetError on a bad line."""
+    """The JSON objects of a file whose every line is a valid example (of any one format), with their
+    1-based line numbers; DatasetError on a bad line."""
+    reader = FileReader()
     values = []
     with open(path, "rb") as lines:
-        for line_number, line_bytes in enumerate(lines, start=1):
-            try:
-                # Decoded line by line so that a bad byte is reported with its line number.
-                line = line_bytes.decode("utf-8-sig" if line_number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise DatasetError("not valid UTF-8 text", line_number) from None
-            if not line.strip():
-                continue
-            try:
-                values.append((line_number, json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise DatasetError(f"invalid JSON: {error.msg}", line_number) from None
+        for line_number, raw in enumerate(lines, start=1):
+            line = reader.read(line_number, raw)
+            if line is not None:
+                if line.example is None:
+                    raise DatasetError(line.problems[0], line_number)
+                values.append((line_number, line.json))
     if not values:
         raise DatasetError("the file contains no examples")
     return values
 
 
 def normalize_example(raw: Any) -> dict[str, Any]:
-    """Validate one example and return it in chat form: {"messages": [...], "tools": [...]?}."""
+    """Check one chat or prompt/completion example as the API does; return it in chat form:
+    {"messages": [...], "tools": [...]?}. An example normalized before is returned as it is.
+
+    An example in another format is refused for that first: what is wrong with it as, say, a
+    classification example says little to someone who meant a chat example.
+    """
+    if isinstance(raw, NormalizedExample):
+        return raw
     if not isinstance(raw, dict):
-        raise DatasetError("each line must be a JSON object")
-    if "messages" in raw:
-        messages = raw["messages"]
-    elif "prompt" in raw and "completion" in raw:
-        if not isinstance(raw["prompt"], str) or not isinstance(raw["completion"], str):
-            raise DatasetError("'prompt' and 'completion' must be strings")
-        messages = [
-            {"role": "user", "content": raw["prompt"]},
-            {"role": "assistant", "content": raw["completion"]},
-        ]
-    else:
-        raise DatasetError("an example needs a 'messages' list, or 'prompt' and 'completion' strings")
-    if not isinstance(messages, list) or not messages:
-        raise DatasetError("'messages' must be a non-empty list")
-
-    normalized = [normalize_message(message, index) for index, message in enumerate(messages)]
-    if not any(message["role"] == "assistant" for message in normalized):
-        raise DatasetError("an example needs at least one assistant message")
-    if normalized[0]["role"] == "assistant":
-        raise DatasetError("the first message can't be an assistant message: nothing prompts it")
-
-    example: dict[str, Any] = {"messages": normalized}
-    tools = raw.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise DatasetError("'tools' must be a list")
-        example["tools"] = tools
-    return example
+        raise DatasetError(not_an_object(raw))
+    example, fmt, problems = read_example(raw)
+    if fmt is not None and fmt not in FORMATS_BY_METHOD["supervised"]:
+        raise DatasetError(wrong_format("supervised", fmt))
+    if not isinstance(example, ChatExample | PromptCompletionExample):
+        raise DatasetError(problems[0])
+    return chat_form(example)
 
 
-def normalize_message(message: Any, index: int) -> dict[str, Any]:
-    where = f"messages[{index}]"
-    if not isinstance(message, dict):
-        raise DatasetError(f"{where} must be an object")
-    role = message.get("role")
-    if role not in ROLES:
-        raise DatasetError(f"{where}.role must be one of {', '.join(ROLES)}, not {role!r}")
-    normalized = dict(message)
-
-    content = message.get("content")
-    if isinstance(content, list):
-        # OpenAI's content parts: only text can be trained on here, and templates expect a string.
-        if not all(isinstance(part, dict) and part.get("type") == "text" for part in content):
-            raise DatasetError(f"{where}.content may only hold text parts")
-        normalized["content"] = "".join(str(part.get("text", "")) for part in content)
-    elif content is None:
-        if not (role == "assistant" and message.get("tool_calls")):
-            raise DatasetError(f"{where}.content is missing")
-    elif not isinstance(content, str):
-        raise DatasetError(f"{where}.content must be a string")
-
-    if "weight" in message:
-        if role != "assistant":
-            raise DatasetError(f"{where}.weight is only allowed on assistant messages")
-        if message["weight"] not in (0, 1) or isinstance(message["weight"], bool):
-            raise DatasetError(f"{where}.weight must be 0 or 1")
-
-    if message.get("tool_calls") is not None:
-        normalized["tool_calls"] = [_normalize_tool_call(call, where) for call in message["tool_calls"]]
+def chat_form(example: ChatExample | PromptCompletionExample) -> NormalizedExample:
+    """A valid supervised example as chat templates take it."""
+    if isinstance(example, PromptCompletionExample):
+        return NormalizedExample(
+            messages=[
+                {"role": "user", "content": example.prompt},
+                {"role": "assistant", "content": example.completion},
+            ]
+        )
+    normalized = NormalizedExample(messages=[template_message(message) for message in example.messages])
+    if example.tools is not None:
+        normalized["tools"] = [tool.definition for tool in example.tools]
     return normalized
 
 
-def _normalize_tool_call(call: Any, where: str) -> Any:
-    # OpenAI sends function arguments as a JSON string; Hugging Face chat templates expect a dict and
+def template_message(message: Message) -> dict[str, Any]:
+    """A valid message as chat templates take it: content one string, tool-call arguments a value.
+
+    Fields that are absent or null are left out, as transformers drops them before rendering anyway.
+    `weight` stays, for the trainer to read (it is taken out before rendering).
+    """
+    normalized: dict[str, Any] = {"role": message.role}
+    if message.content is not None:
+        normalized["content"] = message.text
+    for key in ("name", "refusal", "tool_call_id", "function_call", "weight"):
+        value = getattr(message, key)
+        if value is not None:
+            normalized[key] = value
+    if message.tool_calls is not None:
+        normalized["tool_calls"] = [_template_tool_call(call) for call in message.tool_calls]
+    return normalized
+
+
+def _template_tool_call(call: ToolCall) -> dict[str, Any]:
+    # OpenAI sends function arguments as a JSON string; Hugging Face chat templates expect a value and
     # would otherwise render the string quoted a second time (`arguments | tojson`).
-    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
-        raise DatasetError(f"{where}.tool_calls entries need a 'function' object")
-    arguments = call["function"].get("arguments")
-    if isinstance(arguments, str):
-        try:
-            parsed = json.loads(arguments)
-        except json.JSONDecodeError:
-            raise DatasetError(f"{where}.tool_calls function arguments are not valid JSON") from None
-        call = {**call, "function": {**call["function"], "arguments": parsed}}
-    return call
+    function = {"name": call.function.name, "arguments": call.function.parsed_arguments()}
+    if call.id is None:
+        return {"type": call.type, "function": function}
+    return {"id": call.id, "type": call.type, "function": function}
 
 
 # ---- tokenizing --------------------------------------------------------------------------------
@@ -213,8 +235,11 @@ def tokenize_example(
     for index, message in enumerate(example["messages"]):
         if message["role"] != "assistant" or message.get("weight", 1) == 0:
             continue
-        prompt_text = _render(tokenizer, messages[:index], tools, add_generation_prompt=True)
         turn_text = _render(tokenizer, messages[: index + 1], tools, add_generation_prompt=False)
+        if index:
+            prompt_text = _render(tokenizer, messages[:index], tools, add_generation_prompt=True)
+        else:
+            prompt_text = _empty_prompt(tokenizer, tools, turn_text)
         _require_prefix(prompt_text, turn_text, f"the prompt before message {index}", f"message {index}")
         _require_prefix(
             turn_text, full_text, f"the conversation up to message {index}", "the whole conversation"
@@ -323,6 +348,31 @@ def _render(
     if not isinstance(text, str):
         raise ChatTemplateError("the tokenizer's chat template did not render to text")
     return text
+
+
+def _empty_prompt(tokenizer: Any, tools: list[Any] | None, first_turn: str) -> str:
+    """What the template writes before a first message of the assistant's (a BOS token, a default
+    system prompt, the assistant's header): render([], add_generation_prompt=True).
+
+    tokenizer.apply_chat_template refuses an empty conversation, so the template is rendered the way
+    apply_chat_template renders it. A template that can't render no messages, or renders something
+    else than the start of the first turn, gives no prompt: the whole first turn is trained.
+    """
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    try:
+        # Annotated as returning a string, it returns (the rendered conversations, generation indices).
+        rendered: Any = render_jinja_template(
+            conversations=[[]],
+            tools=tools,
+            chat_template=tokenizer.get_chat_template(None, tools),
+            add_generation_prompt=True,
+            **tokenizer.special_tokens_map,
+        )
+    except (jinja2.TemplateError, TypeError, ValueError):  # TemplateError: the template's raise_exception
+        return ""
+    prompt = rendered[0][0]
+    return prompt if isinstance(prompt, str) and first_turn.startswith(prompt) else ""
 
 
 def _require_prefix(prefix: str, text: str, prefix_name: str, text_name: str) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 from datasets import Dataset
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from worker.training.data import DatasetError, read_jsonl
+from catalog.formats import ClassificationExample
+from worker.training.data import DatasetError, read_examples
 from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
 from worker.training.spec import TrainingSpec
@@ -98,19 +99,17 @@ class ClassificationTrainer(Trainer):
 
 
 def read_labelled_text(path: str, purpose: str) -> list[tuple[str, str]]:
-    examples = []
+    """Classification lines -> (text, label name) pairs; labels are named str(label)."""
     try:
-        for line, raw in read_jsonl(path):
-            if not isinstance(raw, dict) or not isinstance(raw.get("text"), str) or not raw["text"]:
-                raise DatasetError("a classification example needs a non-empty 'text' string", line)
-            label = raw.get("label")
-            if label is None or isinstance(label, (dict, list)):
-                raise DatasetError("a classification example needs a 'label' (a string or a number)", line)
-            examples.append((raw["text"], str(label)))
+        examples = read_examples(path, "classification")
     except DatasetError as error:
         error.purpose = purpose
         raise
-    return examples
+    labelled = []
+    for _, example in examples:
+        assert isinstance(example, ClassificationExample)  # what read_examples reads for classification
+        labelled.append((example.text, example.label_name))
+    return labelled
 
 
 def _to_dataset(

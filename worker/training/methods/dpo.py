@@ -1,6 +1,6 @@
 """Direct Preference Optimization on OpenAI's preference format, through TRL's DPOTrainer.
 
-One line per comparison:
+One line per comparison (catalog/formats/preference.py, which the API validates with too):
   {"input": {"messages": [...], "tools": [...]?},
    "preferred_output": [{"role": "assistant", "content": "..."}],
    "non_preferred_output": [{"role": "assistant", "content": "..."}]}
@@ -19,7 +19,8 @@ from typing import Any
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from worker.training.data import DatasetError, normalize_message, read_jsonl
+from catalog.formats import PreferenceExample
+from worker.training.data import DatasetError, read_examples, template_message
 from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
 from worker.training.spec import TrainingSpec
@@ -60,40 +61,23 @@ def make_trainer(
 
 
 def read_preferences(path: str, purpose: str) -> list[dict[str, Any]]:
-    """Preference lines -> TRL's conversational {"prompt", "chosen", "rejected"} rows."""
-    comparisons = []
+    """Preference lines -> TRL's conversational {"prompt", "chosen", "rejected", "tools"?} rows."""
     try:
-        for line, raw in read_jsonl(path):
-            try:
-                comparisons.append(_comparison(raw))
-            except DatasetError as error:
-                raise DatasetError(error.reason, line) from None
+        return [_comparison(example) for _, example in read_examples(path, "dpo")]
     except DatasetError as error:
         error.purpose = purpose
         raise
-    return comparisons
 
 
-def _comparison(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict) or not isinstance(raw.get("input"), dict):
-        raise DatasetError("a preference example needs an 'input' object with 'messages'")
-    messages = raw["input"].get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise DatasetError("input.messages must be a non-empty list")
-    prompt = [normalize_message(message, index) for index, message in enumerate(messages)]
-    if prompt[-1]["role"] == "assistant":
-        raise DatasetError("input.messages must end before the answer, not with an assistant message")
-    row: dict[str, Any] = {"prompt": prompt}
-    for key, column in (("preferred_output", "chosen"), ("non_preferred_output", "rejected")):
-        output = raw.get(key)
-        if not isinstance(output, list) or len(output) != 1:
-            raise DatasetError(f"'{key}' must be a list holding one assistant message")
-        answer = normalize_message(output[0], 0)
-        if answer["role"] != "assistant":
-            raise DatasetError(f"'{key}' must hold an assistant message")
-        row[column] = [answer]
-    if raw["input"].get("tools") is not None:
-        row["tools"] = raw["input"]["tools"]
+def _comparison(example: Any) -> dict[str, Any]:
+    assert isinstance(example, PreferenceExample)  # what read_examples reads for dpo
+    row: dict[str, Any] = {
+        "prompt": [template_message(message) for message in example.input.messages],
+        "chosen": [template_message(example.preferred_output[0])],
+        "rejected": [template_message(example.non_preferred_output[0])],
+    }
+    if example.input.tools is not None:
+        row["tools"] = [tool.definition for tool in example.input.tools]
     return row
 
 
