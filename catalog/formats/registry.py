@@ -19,6 +19,7 @@ from catalog.formats.chat import ChatExample
 from catalog.formats.classification import ClassificationExample
 from catalog.formats.preference import PreferenceExample
 from catalog.formats.prompt_completion import PromptCompletionExample
+from catalog.methods import METHODS
 
 Example = ChatExample | PromptCompletionExample | PreferenceExample | ClassificationExample
 
@@ -74,12 +75,9 @@ UPLOAD_FORMATS = tuple(FORMATS.values())
 FORMAT_NAMES = {name: row.title for name, row in FORMATS.items()}
 FORMAT_KEYS = {name: row.keys for name, row in FORMATS.items()}
 
-# Which formats each fine-tuning method trains on.
-FORMATS_BY_METHOD: dict[str, tuple[str, ...]] = {
-    "supervised": (CHAT, PROMPT_COMPLETION),
-    "dpo": (PREFERENCE,),
-    "classification": (CLASSIFICATION,),
-}
+# Which formats each fine-tuning method trains on: the methods' registry says.
+FORMATS_BY_METHOD: dict[str, tuple[str, ...]] = {name: row.formats for name, row in METHODS.items()}
+assert all(name in FORMATS for formats in FORMATS_BY_METHOD.values() for name in formats)
 
 
 def read_example(

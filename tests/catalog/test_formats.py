@@ -146,10 +146,12 @@ def test_each_method_names_what_it_needs() -> None:
 
 
 def test_the_package_imports_neither_api_nor_worker_nor_anything_heavy() -> None:
+    # pydantic is allowed: the methods' registry (which says what formats a method reads) types
+    # its hyperparameters with it, and the API and the trainer load it anyway.
     code = (
         "import sys, catalog.formats; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'api', 'worker', 'torch', 'transformers', "
-        "'jinja2', 'pydantic', 'sqlalchemy', 'fastapi'}))"
+        "'jinja2', 'sqlalchemy', 'fastapi'}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
