@@ -62,6 +62,9 @@ class Method:
     """What "auto" means for its own hyperparameters (the shared ones follow written rules)."""
     ignores: tuple[str, ...] = ()
     """Recipe settings it does not read; a job that sets them gets a warning event."""
+    labels: bool = False
+    """Learns a closed set of labels from the training file, which the job records (and shows in
+    `method.{name}.labels`) and a validation file may not go beyond."""
     summary: str = ""
 
 
@@ -92,10 +95,13 @@ _ROWS = (
         hyperparameters=HyperparametersIn,
         learning_rate=lambda kind: kind.head_learning_rate or kind.learning_rate,
         ignores=("packing", "train_on_inputs"),
+        labels=True,
         summary="Tunery's extension: a sequence classifier on {text, label} lines",
     ),
 )
 METHODS: dict[str, Method] = {row.name: row for row in _ROWS}
+# A job that names no method (OpenAI's legacy top-level hyperparameters) trains this one.
+DEFAULT_METHOD = "supervised"
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 assert get_args(MethodName) == METHOD_NAMES, "MethodName and the rows must name the same methods"
 

@@ -44,6 +44,7 @@ from catalog.formats import (
     format_of,
     not_text,
 )
+from catalog.methods import METHODS
 
 __all__ = [
     "CHAT",
@@ -272,11 +273,11 @@ def check_dataset(
             f"The {method} method trains on {' or '.join(FORMAT_NAMES[fmt] for fmt in wanted)} examples, "
             f"but the {purpose} file has {found} example(s)",
         )
-    if method == "classification":
+    if METHODS[method].labels:
         if purpose == "training" and len(report.labels) < 2:
             found = f"only the label {report.label_names[0]!r}" if report.labels else "no labels"
             return DatasetIssue(
-                code, f"The classification method needs at least 2 distinct labels, but the file has {found}"
+                code, f"The {method} method needs at least 2 distinct labels, but the file has {found}"
             )
         if training is not None:
             unseen = sorted(set(report.labels) - set(training.labels))

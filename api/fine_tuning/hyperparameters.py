@@ -21,7 +21,9 @@ MAX_TARGET_EXAMPLES = 25_000
 MAX_AUTO_EPOCHS = 25
 
 
-def resolve(requested: dict[str, Any], n_examples: int, method: str = "supervised") -> dict[str, Any]:
+def resolve(
+    requested: dict[str, Any], n_examples: int, method: str = methods.DEFAULT_METHOD
+) -> dict[str, Any]:
     """Return the values a job trains with: every "auto" (or missing value) replaced."""
     resolved = {
         "n_epochs": _given(requested, "n_epochs") or auto_epochs(n_examples),

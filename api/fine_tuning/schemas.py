@@ -108,7 +108,7 @@ def method_object(job: FineTuningJob) -> dict[str, Any]:
     """The resolved method, as OpenAI returns it: {"type": t, t: {"hyperparameters": {...}}}."""
     method_type = job.method["type"]
     section: dict[str, Any] = {"hyperparameters": dict(job.hyperparameters)}
-    if method_type == "classification" and job.method.get("labels"):
+    if METHODS[method_type].labels and job.method.get("labels"):
         section["labels"] = job.method["labels"]
     return {"type": method_type, method_type: section}
 

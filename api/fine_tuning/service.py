@@ -34,7 +34,7 @@ from api.fine_tuning.status import (
 from api.ids import new_id
 from api.models.store import BaseModelEntry, ModelStore
 from api.tables import FineTuningJob, FineTuningJobEvent
-from catalog.methods import METHOD_NAMES, METHODS
+from catalog.methods import DEFAULT_METHOD, METHOD_NAMES, METHODS
 from catalog.recipes import RECIPE_TYPES
 
 
@@ -199,7 +199,7 @@ def checkpoint_model_name(job: FineTuningJob, step: int) -> str:
 def _method_and_hyperparameters(request: JobCreate) -> tuple[str, dict[str, object]]:
     method = request.method
     if method is None:
-        return "supervised", _hyperparameters("supervised", request.hyperparameters)
+        return DEFAULT_METHOD, _hyperparameters(DEFAULT_METHOD, request.hyperparameters)
     if method.type not in METHODS:
         raise InvalidRequest(
             f"method.type {method.type!r} is not supported; supported: {', '.join(METHOD_NAMES)}",

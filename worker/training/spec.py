@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog.methods import DEFAULT_METHOD
 from catalog.methods import METHOD_NAMES as SUPPORTED_METHODS
 from catalog.recipes import RECIPE_TYPE_NAMES as RECIPE_TYPES
 from catalog.recipes import Recipe
@@ -34,7 +35,7 @@ class TrainingSpec:
     learning_rate: float
     seed: int
     validation_file: str | None = None
-    method: str = "supervised"
+    method: str = DEFAULT_METHOD
     recipe: Recipe = field(default_factory=Recipe)
     # DPO: how far the trained policy may move from the reference (higher = stay closer).
     beta: float = 0.1
