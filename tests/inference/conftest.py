@@ -24,7 +24,7 @@ def backend_settings(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: P
 
 
 @pytest.fixture(scope="module")
-def backend(backend_settings: Settings) -> Iterator[TestClient]:
+def server(backend_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_inference_app(backend_settings)) as client:
         yield client
 

@@ -20,16 +20,14 @@ from worker.inference.generation import Cancelled, Piece, SamplingParams, genera
 QUESTION = [{"role": "user", "content": "What colour is a lime?"}]
 
 
-def chat(backend: TestClient, **fields: Any) -> dict[str, Any]:
-    response = backend.post(
-        "/v1/chat/completions", json={"model": TINY_MODEL, "messages": QUESTION, **fields}
-    )
+def chat(server: TestClient, **fields: Any) -> dict[str, Any]:
+    response = server.post("/v1/chat/completions", json={"model": TINY_MODEL, "messages": QUESTION, **fields})
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def stream(backend: TestClient, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    with backend.stream("POST", path, json={**body, "stream": True}) as response:
+def stream(server: TestClient, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    with server.stream("POST", path, json={**body, "stream": True}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line[len("data: ") :] for line in response.iter_lines() if line]
@@ -42,30 +40,30 @@ def content(answer: dict[str, Any], index: int = 0) -> str:
 
 
 class TestGreedy:
-    def test_the_same_request_gives_the_same_answer(self, backend: TestClient) -> None:
-        first, second = (chat(backend, temperature=0, max_tokens=12) for _ in range(2))
+    def test_the_same_request_gives_the_same_answer(self, server: TestClient) -> None:
+        first, second = (chat(server, temperature=0, max_tokens=12) for _ in range(2))
         assert content(first) == content(second) and content(first)
 
-    def test_reaching_max_tokens_finishes_with_length(self, backend: TestClient) -> None:
-        answer = chat(backend, temperature=0, max_completion_tokens=7)
+    def test_reaching_max_tokens_finishes_with_length(self, server: TestClient) -> None:
+        answer = chat(server, temperature=0, max_completion_tokens=7)
         assert answer["choices"][0]["finish_reason"] == "length"
         assert answer["usage"]["completion_tokens"] == 7
         assert answer["usage"]["total_tokens"] == answer["usage"]["prompt_tokens"] + 7
 
 
 class TestStopStrings:
-    def test_text_ends_before_the_stop_string(self, backend: TestClient) -> None:
-        full = content(chat(backend, temperature=0, max_tokens=20))
+    def test_text_ends_before_the_stop_string(self, server: TestClient) -> None:
+        full = content(chat(server, temperature=0, max_tokens=20))
         stop = full[5:8]
-        answer = chat(backend, temperature=0, max_tokens=20, stop=[stop, "never-appears"])
+        answer = chat(server, temperature=0, max_tokens=20, stop=[stop, "never-appears"])
         assert content(answer) == full[: full.index(stop)]
         assert answer["choices"][0]["finish_reason"] == "stop"
 
-    def test_a_stop_string_split_across_tokens_is_never_streamed(self, backend: TestClient) -> None:
-        full = content(chat(backend, temperature=0, max_tokens=20))
+    def test_a_stop_string_split_across_tokens_is_never_streamed(self, server: TestClient) -> None:
+        full = content(chat(server, temperature=0, max_tokens=20))
         stop = full[4:10]
         chunks = stream(
-            backend,
+            server,
             "/v1/chat/completions",
             {"model": TINY_MODEL, "messages": QUESTION, "temperature": 0, "max_tokens": 20, "stop": stop},
         )
@@ -103,10 +101,10 @@ class TestEndOfTurn:
 
 
 class TestStreaming:
-    def test_chunks_add_up_to_the_whole_answer_with_usage_last(self, backend: TestClient) -> None:
-        whole = chat(backend, temperature=0, max_tokens=15)
+    def test_chunks_add_up_to_the_whole_answer_with_usage_last(self, server: TestClient) -> None:
+        whole = chat(server, temperature=0, max_tokens=15)
         chunks = stream(
-            backend,
+            server,
             "/v1/chat/completions",
             {
                 "model": TINY_MODEL,
@@ -125,30 +123,30 @@ class TestStreaming:
         assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
         assert all(c["usage"] is None for c in chunks[:-1])
 
-    def test_legacy_completions_stream_the_same_text(self, backend: TestClient) -> None:
+    def test_legacy_completions_stream_the_same_text(self, server: TestClient) -> None:
         body = {"model": TINY_MODEL, "prompt": "The quick brown", "temperature": 0, "max_tokens": 10}
-        whole = backend.post("/v1/completions", json=body).json()
-        chunks = stream(backend, "/v1/completions", body)
+        whole = server.post("/v1/completions", json=body).json()
+        chunks = stream(server, "/v1/completions", body)
         assert "".join(c["choices"][0]["text"] for c in chunks) == whole["choices"][0]["text"]
         assert whole["object"] == "text_completion" and whole["choices"][0]["finish_reason"] == "length"
 
 
 class TestSampling:
-    def test_the_same_seed_gives_the_same_answer(self, backend: TestClient) -> None:
-        answers = [content(chat(backend, temperature=1.0, seed=seed, max_tokens=12)) for seed in (7, 7, 8)]
+    def test_the_same_seed_gives_the_same_answer(self, server: TestClient) -> None:
+        answers = [content(chat(server, temperature=1.0, seed=seed, max_tokens=12)) for seed in (7, 7, 8)]
         assert answers[0] == answers[1]
         assert answers[0] != answers[2]
 
-    def test_n_gives_n_choices_counted_in_usage(self, backend: TestClient) -> None:
-        answer = chat(backend, n=3, seed=1, max_tokens=6)
+    def test_n_gives_n_choices_counted_in_usage(self, server: TestClient) -> None:
+        answer = chat(server, n=3, seed=1, max_tokens=6)
         assert [c["index"] for c in answer["choices"]] == [0, 1, 2]
         assert len({content(answer, i) for i in range(3)}) > 1
         assert answer["usage"]["completion_tokens"] == 18
 
 
 class TestLogprobs:
-    def test_greedy_tokens_are_their_steps_most_likely(self, backend: TestClient) -> None:
-        answer = chat(backend, temperature=0, max_tokens=5, logprobs=True, top_logprobs=3)
+    def test_greedy_tokens_are_their_steps_most_likely(self, server: TestClient) -> None:
+        answer = chat(server, temperature=0, max_tokens=5, logprobs=True, top_logprobs=3)
         tokens = answer["choices"][0]["logprobs"]["content"]
         assert len(tokens) == 5
         for token in tokens:
@@ -179,19 +177,19 @@ class TestCancel:
 
 
 class TestCapacity:
-    def test_past_the_queue_requests_get_429_with_retry_after(self, backend: TestClient) -> None:
-        engine = backend.app.state.engine  # type: ignore[attr-defined]
+    def test_past_the_queue_requests_get_429_with_retry_after(self, server: TestClient) -> None:
+        engine = server.app.state.engine  # type: ignore[attr-defined]
         release = threading.Event()
-        blocker = backend.portal.call(lambda: _submit_blocking(engine, release))  # type: ignore[union-attr]
+        blocker = server.portal.call(lambda: _submit_blocking(engine, release))  # type: ignore[union-attr]
         try:
-            response = backend.post("/v1/chat/completions", json={"model": TINY_MODEL, "messages": QUESTION})
+            response = server.post("/v1/chat/completions", json={"model": TINY_MODEL, "messages": QUESTION})
             assert response.status_code == 429
             assert response.headers["retry-after"] == "1"
             assert response.json()["error"]["type"] == "rate_limit_error"
         finally:
             release.set()
-        assert isinstance(backend.portal.call(blocker.get), Done)  # type: ignore[union-attr]
-        assert chat(backend, temperature=0, max_tokens=2)["choices"]
+        assert isinstance(server.portal.call(blocker.get), Done)  # type: ignore[union-attr]
+        assert chat(server, temperature=0, max_tokens=2)["choices"]
 
 
 async def _submit_blocking(engine: Any, release: threading.Event) -> Any:
@@ -200,15 +198,15 @@ async def _submit_blocking(engine: Any, release: threading.Event) -> Any:
 
 class TestFineTunedModels:
     def test_adapters_load_on_demand_and_again_after_eviction(
-        self, backend: TestClient, backend_settings: Settings, tiny_model_dir: Path
+        self, server: TestClient, backend_settings: Settings, tiny_model_dir: Path
     ) -> None:
-        pool = backend.app.state.engine.pool  # type: ignore[attr-defined]
+        pool = server.app.state.engine.pool  # type: ignore[attr-defined]
         first = random_lora_artifact(backend_settings, tiny_model_dir, "ftjob-first", seed=1)
         second = random_lora_artifact(backend_settings, tiny_model_dir, "ftjob-second", seed=2)
 
         def ask(artifact: Path | None) -> str:
             target = {"base_model": TINY_MODEL, "artifact_dir": str(artifact) if artifact else None}
-            return content(chat(backend, temperature=0, max_tokens=10, target=target))
+            return content(chat(server, temperature=0, max_tokens=10, target=target))
 
         base = ask(None)
         loads = pool.loads
@@ -221,21 +219,21 @@ class TestFineTunedModels:
         assert ask(None) == base  # the base model answers as itself beside its adapters
 
     def test_an_artifact_outside_the_data_directory_is_refused(
-        self, backend: TestClient, tmp_path: Path
+        self, server: TestClient, tmp_path: Path
     ) -> None:
         target = {"base_model": TINY_MODEL, "artifact_dir": str(tmp_path)}
-        response = backend.post(
+        response = server.post(
             "/v1/chat/completions", json={"model": "ft:x", "messages": QUESTION, "target": target}
         )
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "model_not_found"
 
     def test_a_classifier_scores_every_label(
-        self, backend: TestClient, backend_settings: Settings, tiny_model_dir: Path
+        self, server: TestClient, backend_settings: Settings, tiny_model_dir: Path
     ) -> None:
         artifact = classifier_artifact(backend_settings, tiny_model_dir, "ftjob-classifier")
         target = {"base_model": TINY_MODEL, "artifact_dir": str(artifact)}
-        response = backend.post(
+        response = server.post(
             "/v1/classifications",
             json={"model": "ft:clf", "input": ["lime", "banana"], "target": target},
         )
@@ -246,7 +244,7 @@ class TestFineTunedModels:
             assert set(result["scores"]) == {"sour", "sweet"}
             assert sum(result["scores"].values()) == pytest.approx(1, abs=1e-4)
             assert result["label"] == max(result["scores"], key=result["scores"].get)
-        chat_response = backend.post(
+        chat_response = server.post(
             "/v1/chat/completions", json={"model": "ft:clf", "messages": QUESTION, "target": target}
         )
         assert chat_response.status_code == 400

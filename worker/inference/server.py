@@ -83,11 +83,15 @@ def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> F
             events = engine.submit(classification_work(body))
         except Busy as busy:
             return _busy(busy)
-        event = await _next(events, request)
+        classified = None
+        # Until Done, not just the result: then the place in line is free when the client hears back.
+        while not isinstance(event := await _next(events, request), Done | Failed | None):
+            classified = event
         if isinstance(event, Failed):
             return _error(event.error)
-        if not isinstance(event, Classified):
+        if not isinstance(classified, Classified):
             return Response(status_code=499)
+        event = classified
         return JSONResponse(
             {
                 "object": "list",
