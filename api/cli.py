@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunery", description="Self-hosted fine-tuning, OpenAI API.")
     commands = parser.add_subparsers(title="commands")
 
-    serve = commands.add_parser("serve", help="the API with a worker beside it (what `make run` starts)")
+    serve = commands.add_parser(
+        "serve", help="the API with a worker and the inference backend beside it (what `make run` starts)"
+    )
     serve.set_defaults(run=cmd_serve)
 
     api = commands.add_parser("api", help="the API server alone")
@@ -44,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--queues", default=None, help="comma-separated queues (default: all)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(run=cmd_worker)
+
+    inference = commands.add_parser(
+        "inference", help="the embedded inference backend (transformers + peft) on 127.0.0.1:INFERENCE_PORT"
+    )
+    inference.set_defaults(run=cmd_inference)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(run=cmd_migrate)
@@ -171,21 +178,31 @@ def cmd_worker(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_inference(_args: argparse.Namespace) -> None:
+    from worker.inference.server import serve
+
+    serve(Settings())
+
+
 def cmd_serve(_args: argparse.Namespace) -> None:
     settings = Settings()
     key = _bootstrap_key(settings)
-    worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--loglevel=WARNING"])
+    children = [subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--loglevel=WARNING"])]
+    if not settings.inference_url:  # an inference backend of one's own (vLLM, say) is started elsewhere
+        children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "inference"]))
     # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found: with
-    # the default one the process would die there, before the worker below is stopped.
+    # the default one the process would die there, before the children below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         _serve_http(settings, key)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def _serve_http(settings: Settings, key: str) -> None:

@@ -97,6 +97,30 @@ class Settings(BaseSettings):
     rate_limit_uploads_per_minute: int = Field(
         default=60, ge=0, description="File uploads per API key per minute; more get 429 (0: no limit)."
     )
+    inference_url: str | None = Field(
+        default=None,
+        description="Base URL of the inference backend the API forwards chat, completions and "
+        "classifications to (its /v1 routes). Unset: the embedded one, http://127.0.0.1:INFERENCE_PORT, "
+        "which `tunery serve` starts beside the API (`tunery inference` alone).",
+    )
+    inference_port: int = Field(
+        default=8001,
+        description="Port `tunery inference` listens on. It binds 127.0.0.1 only: it has no keys of its "
+        "own and trusts the API to have checked who may use which model.",
+    )
+    inference_max_adapters: int = Field(
+        default=4,
+        ge=1,
+        description="Fine-tuned models (adapters, or whole models for full/freeze/bitfit) the embedded "
+        "backend keeps loaded; the least recently used is unloaded past it and loads again when asked for. "
+        "Base models are loaded once each and always stay.",
+    )
+    inference_max_queue: int = Field(
+        default=16,
+        ge=0,
+        description="Requests the embedded backend lets wait while it generates for another (it generates "
+        "for one at a time); past it, requests get 429 with Retry-After.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
 
@@ -114,6 +138,10 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    @property
+    def inference_base_url(self) -> str:
+        return (self.inference_url or f"http://127.0.0.1:{self.inference_port}").rstrip("/")
 
     @property
     def models_path(self) -> Path:

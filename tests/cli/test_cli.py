@@ -151,20 +151,20 @@ def test_serve_prints_its_url_and_key_and_keeps_the_key(fresh_settings: Settings
     assert oct(os.stat(fresh_settings.api_key_file).st_mode & 0o777) == "0o600"
 
 
-def test_sigterm_to_serve_stops_its_worker_too(fresh_settings: Settings) -> None:
+def test_sigterm_to_serve_stops_its_worker_and_inference_backend_too(fresh_settings: Settings) -> None:
     tunery(fresh_settings, "migrate")
     process, port = _serve(fresh_settings)
     try:
         key = re.search(r"API key: (\S+)", _banner(process)).group(1)  # type: ignore[union-attr]
         _get_when_up(f"http://127.0.0.1:{port}/v1/models", key)
         worker = child_pids(process.pid)
-        assert worker, "serve started no worker"
+        assert len(worker) == 2, "serve starts a worker and an inference backend"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         deadline = time.monotonic() + 30
         while any(Path(f"/proc/{pid}").exists() for pid in worker) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not any(Path(f"/proc/{pid}").exists() for pid in worker), "the worker outlived serve"
+        assert not any(Path(f"/proc/{pid}").exists() for pid in worker), "a child outlived serve"
     finally:
         stop(process)
 
@@ -174,6 +174,7 @@ def _serve(settings: Settings) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     env = service_env(settings, api_key="", port=port)
     env.pop("TUNERY_API_KEY")
+    env["TUNERY_INFERENCE_PORT"] = str(free_port())  # not the fixed default: tests run side by side
     process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve"],
         env=env,
