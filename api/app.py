@@ -18,8 +18,8 @@ from api.errors import RateLimited, TuneryError, describe_validation_error, erro
 from api.files.endpoints import router as files_router
 from api.files.storage import FileStorage
 from api.fine_tuning.endpoints import router as jobs_router
-from api.inference.backend import InferenceBackend
 from api.inference.endpoints import router as inference_router
+from api.inference.routing import Backends
 from api.models.endpoints import router as models_router
 from api.models.store import ModelStore
 from api.nul_guard import NulGuard
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.file_storage.sweep_staging()  # what an API killed mid-upload left
     app.state.model_store = ModelStore(settings.models_path)
     app.state.rate_limiter = make_limiter(settings)
-    app.state.inference_backend = InferenceBackend(settings.inference_base_url)
+    app.state.inference_backends = Backends(settings)
 
     app.include_router(files_router)
     app.include_router(jobs_router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -103,6 +103,15 @@ class Settings(BaseSettings):
         "classifications to (its /v1 routes). Unset: the embedded one, http://127.0.0.1:INFERENCE_PORT, "
         "which `tunery serve` starts beside the API (`tunery inference` alone).",
     )
+    inference_backends: dict[str, str] = Field(
+        default_factory=dict,
+        description="Which inference backend serves which model, as JSON: a base model id (its "
+        'LoRA fine-tunes follow it) or a fine-tuned model\'s name, to "embedded" or '
+        '"vllm:http://host:port" (a vLLM OpenAI server started with --enable-lora and '
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, which reads the adapters at their paths under DATA_DIR). "
+        "Unlisted models: the embedded backend. Full, freeze and bitfit fine-tunes and classifiers "
+        "of a vLLM base go to the embedded backend unless listed by their own name.",
+    )
     inference_port: int = Field(
         default=8001,
         description="Port `tunery inference` listens on. It binds 127.0.0.1 only: it has no keys of its "
@@ -123,6 +132,25 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
+
+    @field_validator("inference_backends")
+    @classmethod
+    def _known_backends(cls, backends: dict[str, str]) -> dict[str, str]:
+        for model, backend in backends.items():
+            if backend != "embedded" and not backend.startswith(("vllm:http://", "vllm:https://")):
+                raise ValueError(
+                    f'TUNERY_INFERENCE_BACKENDS[{model!r}] is {backend!r}: give "embedded" or '
+                    '"vllm:http://host:port"'
+                )
+        return backends
+
+    def vllm_url_for(self, *models: str) -> str | None:
+        """The vLLM server the first of `models` listed in inference_backends goes to; None: embedded."""
+        for model in models:
+            backend = self.inference_backends.get(model)
+            if backend is not None:
+                return None if backend == "embedded" else backend.removeprefix("vllm:").rstrip("/")
+        return None
 
     @cached_property
     def data_path(self) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -36,10 +36,22 @@ class _ClientGone(Exception):
 
 
 class InferenceBackend:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, hint: str | None = None) -> None:
         self.base_url = base_url
+        self.hint = hint or (
+            "Start it with `tunery inference` (`tunery serve` starts it), or set TUNERY_INFERENCE_URL."
+        )
 
-    async def forward(self, request: Request, path: str, payload: dict[str, Any], stream: bool) -> Response:
+    async def forward(
+        self,
+        request: Request,
+        path: str,
+        payload: dict[str, Any],
+        stream: bool,
+        on_not_found: Callable[[], Awaitable[None]] | None = None,
+    ) -> Response:
+        """Send `payload` to `path` and pass the answer back. `on_not_found`: run when the backend answers
+        404 (nothing of the answer is sent yet), then the request is sent once more."""
         # A client per request: its connection is the request's, so closing it is how a cancel reaches
         # the backend, and no pool outlives the event loop that made it (tests start many).
         client = httpx.AsyncClient(
@@ -48,18 +60,17 @@ class InferenceBackend:
             timeout=httpx.Timeout(connect=5.0, read=None, write=30.0, pool=5.0),
         )
         try:
-            upstream = await _unless_disconnected(
-                request, client.send(client.build_request("POST", path, json=payload), stream=True)
-            )
+            upstream = await self._send(request, client, path, payload)
+            if upstream.status_code == 404 and on_not_found is not None:
+                await upstream.aclose()
+                await on_not_found()
+                upstream = await self._send(request, client, path, payload)
         except _ClientGone:
             await client.aclose()
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-        except httpx.HTTPError as error:
+        except BaseException:
             await client.aclose()
-            raise BackendUnavailable(
-                f"The inference backend at {self.base_url} does not answer ({type(error).__name__}). "
-                "Start it with `tunery inference` (`tunery serve` starts it), or set TUNERY_INFERENCE_URL."
-            ) from None
+            raise
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in ("retry-after", "cache-control")}
         if stream and upstream.status_code == 200:
             return _ForwardedStream(upstream, client, headers)
@@ -73,6 +84,19 @@ class InferenceBackend:
         return Response(
             body, status_code=upstream.status_code, media_type="application/json", headers=headers
         )
+
+    async def _send(
+        self, request: Request, client: httpx.AsyncClient, path: str, payload: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            return await _unless_disconnected(
+                request, client.send(client.build_request("POST", path, json=payload), stream=True)
+            )
+        except httpx.HTTPError as error:
+            raise BackendUnavailable(
+                f"The inference backend at {self.base_url} does not answer ({type(error).__name__}). "
+                + self.hint
+            ) from None
 
 
 class _ForwardedStream(StreamingResponse):

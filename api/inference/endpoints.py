@@ -12,7 +12,7 @@ from api.auth.service import Caller
 from api.db import session_scope
 from api.deps import CallerDep
 from api.inference import service
-from api.inference.backend import InferenceBackend
+from api.inference.routing import Backends, Route, route
 from api.inference.schemas import ChatCompletionRequest, ClassificationRequest, CompletionRequest
 from api.request_models import Strict
 
@@ -49,15 +49,17 @@ async def _forward(
 ) -> Response:
     state = request.app.state
     async with state.database_slots:
-        served = await run_in_threadpool(_resolve, state, caller, body.model)  # type: ignore[attr-defined]
+        served, where = await run_in_threadpool(_resolve, state, caller, body.model)  # type: ignore[attr-defined]
     service.require_task(served, task)
     payload = {**body.model_dump(mode="json", exclude_unset=True), "target": served.target.model_dump()}
-    backend: InferenceBackend = state.inference_backend
-    return await backend.forward(request, path, payload, stream)
+    backends: Backends = state.inference_backends
+    return await backends.forward(request, where, path, payload, stream)
 
 
-def _resolve(state: Any, caller: Caller, model: str) -> service.ServedModel:
+def _resolve(state: Any, caller: Caller, model: str) -> tuple[service.ServedModel, Route]:
     # A session of its own, closed before forwarding: an answer may stream for minutes, and holding a
     # connection (on SQLite, a transaction) that long would starve everyone else of the pool.
     with session_scope(state.sessionmaker, writes=False) as session:
-        return service.resolve(session, state.settings, state.model_store, caller, model)
+        served = service.resolve(session, state.settings, state.model_store, caller, model)
+    target = served.target
+    return served, route(state.settings, served.name, target.base_model, target.artifact_dir, served.task)
