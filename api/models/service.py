@@ -13,6 +13,7 @@ from api.db import after_commit
 from api.errors import InvalidRequest, model_not_found
 from api.fine_tuning import artifacts
 from api.fine_tuning import service as jobs
+from api.inference.unloading import unload_everywhere
 from api.models.schemas import ModelObject
 from api.models.store import ModelStore
 from api.tables import FineTuningCheckpoint, FineTuningJob
@@ -43,8 +44,9 @@ def get_model(session: Session, store: ModelStore, caller: Caller, model_id: str
 def delete_model(
     session: Session, settings: Settings, store: ModelStore, caller: Caller, model_id: str
 ) -> FineTuningJob:
-    """Mark a fine-tuned model deleted; its job keeps the record (and the name). The adapter's files
-    go once that is committed: a failure then leaves garbage files, never a model without them."""
+    """Mark a fine-tuned model deleted; its job keeps the record (and the name). Once that is committed
+    the inference backends unload it and its files go: a failure then leaves a loaded adapter or
+    garbage files, never a model without them."""
     job = jobs.job_of_model(session, caller, model_id)
     if job is None:
         if store.get(model_id) is not None or checkpoints.find_usable_checkpoint(session, caller, model_id):
@@ -56,7 +58,9 @@ def delete_model(
         raise model_not_found(model_id)
     job.model_deleted_at = clock.now()
     jobs.record_event(session, job, f"Fine-tuned model deleted: {model_id}")
-    job_id = job.id
+    job_id, base_model = job.id, job.model
+    artifact_dir = str(artifacts.adapter_dir(settings, job_id))
+    after_commit(session, lambda: unload_everywhere(settings, model_id, base_model, artifact_dir))
     after_commit(session, lambda: artifacts.remove_adapter(settings, job_id))
     return job
 

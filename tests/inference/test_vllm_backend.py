@@ -150,3 +150,38 @@ class TestWhatGoesWhere:
         assert response.json()["error"]["code"] == "adapter_not_loaded"
         assert "max_lora_rank 16" in response.json()["error"]["message"]
         assert [route for route, _ in vllm.calls] == ["load"]
+
+
+class TestDeletingTheModel:
+    @pytest.fixture
+    def settings(self, settings: Settings, vllm: VllmStandIn) -> Settings:
+        return settings.model_copy(update={"inference_url": vllm.url})  # the stand-in records both
+
+    def test_it_is_unloaded_from_every_backend_and_then_not_found(
+        self, client: TestClient, vllm: VllmStandIn, lora: dict
+    ) -> None:
+        name = lora["fine_tuned_model"]
+        said(chat(client, name))
+        assert client.delete(f"/v1/models/{name}").json()["deleted"] is True
+        assert vllm.unloads() == [{"lora_name": name}]
+        assert [body for route, body in vllm.calls if route == "embedded-unload"] == [
+            {"artifact_dir": lora["artifact_dir"]}
+        ]
+        assert name not in vllm.adapters
+        response = chat(client, name)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "model_not_found"
+
+    def test_backends_that_do_not_answer_do_not_stop_the_delete(
+        self,
+        client: TestClient,
+        app,
+        lora: dict,  # type: ignore[no-untyped-def]
+    ) -> None:
+        nobody = f"http://127.0.0.1:{free_port()}"
+        app.state.settings = app.state.settings.model_copy(
+            update={"inference_url": nobody, "inference_backends": {TINY_MODEL: f"vllm:{nobody}"}}
+        )
+        name = lora["fine_tuned_model"]
+        assert client.delete(f"/v1/models/{name}").status_code == 200
+        assert chat(client, name).status_code == 404

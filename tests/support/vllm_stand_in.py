@@ -3,7 +3,8 @@
 It speaks the routes Tunery uses, in vLLM's shapes: /v1/models, /v1/load_lora_adapter (a plain-text
 success, a 400 for a name already loaded), /v1/unload_lora_adapter, /v1/chat/completions and
 /v1/completions (a 404 `NotFoundError` for a model it doesn't serve, streamed or whole answers). It
-records the load and unload calls, answers "<model> says hi" so a test sees which model answered, and
+records the load and unload calls (and the embedded backend's /v1/unload_model, when a test points
+TUNERY_INFERENCE_URL here too), answers "<model> says hi" so a test sees which model answered, and
 `restart()` forgets every adapter, as a restarted vLLM does.
 """
 
@@ -76,6 +77,13 @@ class VllmStandIn:
                     f"The lora adapter '{body['lora_name']}' cannot be found.", "NotFoundError", 404
                 )
             return PlainTextResponse(f"Success: LoRA adapter '{body['lora_name']}' removed successfully.")
+
+        @app.post("/v1/unload_model")
+        async def unload_model(request: Request) -> dict[str, Any]:
+            # The embedded backend's route, not vLLM's: one stand-in can record what both are asked.
+            body = await request.json()
+            self.calls.append(("embedded-unload", body))
+            return {"artifact_dir": body["artifact_dir"], "unloaded": False}
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> Response:

@@ -122,6 +122,11 @@ class Engine:
         self._executor.submit(run)
         return events
 
+    async def run_between(self, task: Callable[[ModelPool], Any]) -> Any:
+        """Run `task` on the generation thread between two requests' work: it may change the pool.
+        It takes no place in line (an unload must not be refused as busy)."""
+        return await asyncio.wrap_future(self._executor.submit(task, self.pool))
+
     def _finish(self, events: EventStream, last: Event) -> None:
         self.admitted -= 1
         events.put_here(last)

@@ -97,6 +97,14 @@ class ModelPool:
         self.loads += 1
         return servable
 
+    def unload(self, artifact_dir: str) -> bool:
+        """Drop a fine-tuned model (its model deleted); False when it was not loaded."""
+        key = str(Path(artifact_dir).resolve())
+        if key not in self._tuned:
+            return False
+        self._drop(key)
+        return True
+
     def loaded(self) -> list[str]:
         """The artifact directories loaded now, least recently used first."""
         return list(self._tuned)
@@ -167,7 +175,10 @@ class ModelPool:
         return self._servable(base.model, tokenizer, "CAUSAL_LM", adapter_name=name)
 
     def _evict(self) -> None:
-        _, (servable, base_id) = self._tuned.popitem(last=False)
+        self._drop(next(iter(self._tuned)))
+
+    def _drop(self, key: str) -> None:
+        servable, base_id = self._tuned.pop(key)
         if base_id is not None and servable.adapter_name is not None:
             base = self._bases[base_id]
             base.adapters.discard(servable.adapter_name)

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
 from api.config import Settings
 from api.errors import describe_validation_error, error_body
@@ -42,6 +43,10 @@ from worker.inference.responses import DONE, Answer, sse
 DISCONNECT_POLL_SECONDS = 0.25
 
 
+class UnloadRequest(BaseModel):
+    artifact_dir: str
+
+
 def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> FastAPI:
     pool = pool or ModelPool(
         ModelStore(settings.models_path), settings.artifacts_path, settings.inference_max_adapters
@@ -59,6 +64,12 @@ def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> F
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "loaded": pool.loaded()}
+
+    @app.post("/v1/unload_model")
+    async def unload_model(body: UnloadRequest) -> dict[str, Any]:
+        """Drop a fine-tuned model from the pool (the API calls it once the model is deleted)."""
+        unloaded = await engine.run_between(lambda pool: pool.unload(body.artifact_dir))
+        return {"artifact_dir": body.artifact_dir, "unloaded": unloaded}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: BackendChatRequest, request: Request) -> Response:
