@@ -1,10 +1,13 @@
 """Where requests meet torch: one generation thread, a bounded line of requests before it, and the
-work each route hands it.
+batches it makes of them.
 
-torch work runs off the event loop in one thread: a CPU or a single GPU gains nothing from two
-`generate` calls at once, and a pool switched between adapters must not switch under a running one.
-The event loop keeps answering (health checks, 429s, streams) while it works. A request's work sends
-events back to the loop as it goes; a cancelled request's work stops between two tokens.
+torch work runs off the event loop in one thread: a pool switched between adapters must not switch
+under a running `generate`. What the thread gains from the hardware it gains by batching instead: a
+turn takes the first request waiting and every batchable one behind it (single-choice generations of
+the same base model and sampling, whatever their LoRA adapter) and answers them in one `generate`
+call, each row with its own adapter (peft's mixed-adapter batches). The event loop keeps answering
+(health checks, 429s, streams) while it works. A request's work sends events back to the loop as it
+goes; a cancelled request stops between two tokens.
 """
 
 from __future__ import annotations
@@ -12,17 +15,24 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from api.inference.schemas import BackendChatRequest, BackendClassificationRequest, BackendCompletionRequest
-from worker.inference.generation import Cancelled, Finished, Piece, SamplingParams, generate_choice
+from worker.inference.generation import (
+    Cancelled,
+    Finished,
+    Piece,
+    Row,
+    SamplingParams,
+    generate_batch,
+    generate_choice,
+)
 from worker.inference.models import ModelPool, Servable
-from worker.inference.prompts import PromptError, chat_prompt_ids, completion_prompt_ids
 
 
 @dataclass(frozen=True)
@@ -91,36 +101,164 @@ class EventStream:
         self.cancelled.set()
 
 
+MAX_BATCH = 8  # requests answered by one `generate` call
+
+
+@dataclass
+class Generation:
+    """A single-choice, unseeded request without logprobs, prepared: what a batch is made of."""
+
+    servable: Servable
+    prompt_ids: list[int]
+    params: SamplingParams
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        """Requests with equal keys can share a `generate` call; None: this one runs alone."""
+        if not self.servable.shared:
+            return None
+        stops = tuple(self.servable.stop_token_ids)
+        return (id(self.servable.model), self.params.temperature, self.params.top_p, stops)
+
+
+@dataclass
+class Batchable:
+    """The work of a request that can join a batch: prepared on the generation thread, then run in
+    one `generate` call with the other requests waiting for the same base model."""
+
+    prepare: Callable[[ModelPool], Generation]
+    artifact_dir: str | None
+
+
+@dataclass
+class _Waiting:
+    work: Work | Batchable
+    events: EventStream
+
+
 class Engine:
     def __init__(self, pool: ModelPool, max_queue: int) -> None:
         self.pool = pool
         self.capacity = 1 + max_queue
         self.admitted = 0  # requests running or waiting; touched only on the event loop
+        self.batch_sizes: list[int] = []  # of each batched `generate` call: what tests and benchmarks read
+        self._waiting: deque[_Waiting] = deque()
+        self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunery-generate")
 
-    def submit(self, work: Work) -> EventStream:
+    def submit(self, work: Work | Batchable) -> EventStream:
         """Queue `work`, or refuse it with Busy when the line is full."""
         if self.admitted >= self.capacity:
             raise Busy(f"The inference backend is busy ({self.capacity} requests running or waiting).")
         loop = asyncio.get_running_loop()
         events = EventStream(loop)
         self.admitted += 1
-
-        def run() -> None:
-            last: Event = Done()
-            try:
-                if not events.cancelled.is_set():  # a client that left while it waited
-                    work(self.pool, events.put, events.cancelled)
-            except Cancelled:
-                pass
-            except Exception as error:
-                last = Failed(error)
-            finally:
-                # The place in line is free before the client hears the end: its next request fits.
-                loop.call_soon_threadsafe(self._finish, events, last)
-
-        self._executor.submit(run)
+        with self._lock:
+            self._waiting.append(_Waiting(work, events))
+        # A turn per request; a turn that batched its followers leaves their turns nothing to do.
+        self._executor.submit(self._turn)
         return events
+
+    def _turn(self) -> None:
+        with self._lock:
+            if not self._waiting:
+                return
+            first = self._waiting.popleft()
+            taken = [first] + (self._followers(first.work) if isinstance(first.work, Batchable) else [])
+        if not isinstance(first.work, Batchable):
+            self._run_alone(first)
+            return
+        prepared = [(waiting, self._prepared(waiting)) for waiting in taken]
+        groups: dict[Any, list[tuple[_Waiting, Generation]]] = {}
+        for waiting, generation in prepared:
+            if generation is not None:
+                key = generation.batch_key() or id(waiting)
+                groups.setdefault(key, []).append((waiting, generation))
+        for group in groups.values():
+            self._run_batch(group)
+
+    def _followers(self, work: Batchable) -> list[_Waiting]:
+        """Batchable requests waiting behind the first, as many as fit one batch without evicting an
+        adapter another of the batch needs. Called with the lock held."""
+        followers: list[_Waiting] = []
+        adapters = {work.artifact_dir} - {None}
+        for waiting in list(self._waiting):
+            if len(followers) + 1 >= MAX_BATCH:
+                break
+            if not isinstance(waiting.work, Batchable):
+                continue
+            wanted = adapters | ({waiting.work.artifact_dir} - {None})
+            if len(wanted) > self.pool.max_adapters:
+                continue
+            adapters = wanted
+            self._waiting.remove(waiting)
+            followers.append(waiting)
+        return followers
+
+    def _prepared(self, waiting: _Waiting) -> Generation | None:
+        assert isinstance(waiting.work, Batchable)
+        if waiting.events.cancelled.is_set():
+            self._end(waiting, Done())
+            return None
+        try:
+            generation = waiting.work.prepare(self.pool)
+        except Exception as error:
+            self._end(waiting, Failed(error))
+            return None
+        waiting.events.put(Ready(len(generation.prompt_ids)))
+        return generation
+
+    def _run_batch(self, group: list[tuple[_Waiting, Generation]]) -> None:
+        servable = group[0][1].servable
+        rows = [
+            Row(
+                g.prompt_ids, g.params, w.events.cancelled, _index_zero(w.events.put), g.servable.adapter_name
+            )
+            for w, g in group
+        ]
+        torch.manual_seed(random.SystemRandom().randrange(2**63))
+        try:
+            if len(group) == 1:
+                with servable.active() as model:
+                    finished: list[Finished | None] = [
+                        generate_choice(
+                            model,
+                            servable.tokenizer,
+                            rows[0].prompt_ids,
+                            rows[0].params,
+                            servable.stop_token_ids,
+                            rows[0].cancelled,
+                            rows[0].emit,
+                        )
+                    ]
+            else:
+                self.batch_sizes.append(len(group))
+                finished = generate_batch(servable.model, servable.tokenizer, rows, servable.stop_token_ids)
+        except Cancelled:
+            finished = [None]
+        except Exception as error:
+            for waiting, _ in group:
+                self._end(waiting, Failed(error))
+            return
+        for (waiting, _), outcome in zip(group, finished, strict=True):
+            if outcome is not None:
+                waiting.events.put(Ended(0, outcome))
+            self._end(waiting, Done())
+
+    def _run_alone(self, waiting: _Waiting) -> None:
+        assert not isinstance(waiting.work, Batchable)
+        events, last = waiting.events, cast(Event, Done())
+        try:
+            if not events.cancelled.is_set():  # a client that left while it waited
+                waiting.work(self.pool, events.put, events.cancelled)
+        except Cancelled:
+            pass
+        except Exception as error:
+            last = Failed(error)
+        self._end(waiting, last)
+
+    def _end(self, waiting: _Waiting, last: Event) -> None:
+        # The place in line is free before the client hears the end: its next request fits.
+        waiting.events._loop.call_soon_threadsafe(self._finish, waiting.events, last)
 
     async def run_between(self, task: Callable[[ModelPool], Any]) -> Any:
         """Run `task` on the generation thread between two requests' work: it may change the pool.
@@ -135,111 +273,8 @@ class Engine:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def chat_work(request: BackendChatRequest) -> Work:
-    def work(pool: ModelPool, emit: Emit, cancelled: threading.Event) -> None:
-        servable = _generative(pool, request.model, request.target)
-        tools = request.tools if request.tool_choice != "none" else None
-        messages = [message.model_dump(exclude_none=True) for message in request.messages]
-        prompt = chat_prompt_ids(servable.tokenizer, messages, tools)
-        params = _sampling(request.token_limit, request, servable, [prompt], _chat_top_logprobs(request))
-        _generate(servable, [prompt], params, request.n or 1, request.seed, emit, cancelled)
+def _index_zero(emit: Emit) -> Callable[[Piece], None]:
+    def produced(piece: Piece) -> None:
+        emit(Produced(0, piece))
 
-    return work
-
-
-def completion_work(request: BackendCompletionRequest) -> Work:
-    def work(pool: ModelPool, emit: Emit, cancelled: threading.Event) -> None:
-        servable = _generative(pool, request.model, request.target)
-        prompts = [completion_prompt_ids(servable.tokenizer, prompt) for prompt in request.prompts]
-        params = _sampling(request.max_tokens or 16, request, servable, prompts, request.logprobs)
-        _generate(servable, prompts, params, request.n or 1, request.seed, emit, cancelled)
-
-    return work
-
-
-def classification_work(request: BackendClassificationRequest) -> Work:
-    def work(pool: ModelPool, emit: Emit, cancelled: threading.Event) -> None:
-        servable = pool.get(request.model, request.target)
-        if servable.task != "SEQ_CLS":
-            raise PromptError(f"{request.model} is not a classification model; use /v1/chat/completions.")
-        id2label = servable.model.config.id2label
-        results, tokens = [], 0
-        for index, text in enumerate(request.texts):
-            # One text at a time: a decoder classifies from its last real token, and padding would have
-            # to be told apart from it.
-            inputs = servable.tokenizer(
-                text, truncation=True, max_length=servable.context_length, return_tensors="pt"
-            ).to(servable.model.device)
-            with torch.inference_mode():
-                logits = servable.model(**inputs).logits[0].float()
-            scores = torch.softmax(logits, dim=-1).tolist()
-            best = max(range(len(scores)), key=scores.__getitem__)
-            labels = {str(id2label[i]): round(score, 6) for i, score in enumerate(scores)}
-            results.append({"index": index, "label": str(id2label[best]), "scores": labels})
-            tokens += int(inputs["input_ids"].shape[1])
-        emit(Classified(results, tokens))
-
-    return work
-
-
-def _generative(pool: ModelPool, model: str, target: Any) -> Servable:
-    servable = pool.get(model, target)
-    if servable.task != "CAUSAL_LM":
-        raise PromptError(f"{model} is a classification model; use /v1/classifications.")
-    return servable
-
-
-def _chat_top_logprobs(request: BackendChatRequest) -> int | None:
-    return (request.top_logprobs or 0) if request.logprobs else None
-
-
-def _sampling(
-    limit: int | None,
-    request: BackendChatRequest | BackendCompletionRequest,
-    servable: Servable,
-    prompts: list[list[int]],
-    top_logprobs: int | None,
-) -> SamplingParams:
-    longest = max(len(prompt) for prompt in prompts)
-    room = servable.context_length - longest
-    if room <= 0 or (limit is not None and limit > room):
-        asked = f" and {limit} to generate" if limit is not None else ""
-        raise PromptError(
-            f"This model's maximum context length is {servable.context_length} tokens; the request has "
-            f"{longest} in its prompt{asked}.",
-            "context_length_exceeded",
-        )
-    return SamplingParams(
-        max_tokens=limit or room,
-        temperature=1.0 if request.temperature is None else request.temperature,
-        top_p=1.0 if request.top_p is None else request.top_p,
-        stop=tuple(request.stop_strings),
-        top_logprobs=top_logprobs,
-    )
-
-
-def _generate(
-    servable: Servable,
-    prompts: list[list[int]],
-    params: SamplingParams,
-    n: int,
-    seed: int | None,
-    emit: Emit,
-    cancelled: threading.Event,
-) -> None:
-    emit(Ready(sum(len(prompt) for prompt in prompts)))
-    # One seed for the whole request, the choices drawn one after another from it: the same seed gives
-    # the same choices. Unseeded requests must not repeat the previous request's draws.
-    torch.manual_seed(seed if seed is not None else random.SystemRandom().randrange(2**63))
-    with servable.active() as model:
-        for p, prompt in enumerate(prompts):
-            for j in range(n):
-                index = p * n + j
-
-                def produced(piece: Piece, index: int = index) -> None:
-                    emit(Produced(index, piece))
-
-                finished = generate_choice(
-                    model, servable.tokenizer, prompt, params, servable.stop_token_ids, cancelled, produced
-                )
-                emit(Ended(index, finished))
+    return produced

@@ -95,6 +95,95 @@ def generate_choice(
     return run.finish()
 
 
+@dataclass(frozen=True)
+class Row:
+    """One single-choice request of a batch."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    cancelled: threading.Event
+    emit: Callable[[Piece], None]
+    adapter_name: str | None
+    """Its peft adapter on the shared base model; None: the base model itself."""
+
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch's `adapter_names`
+
+
+def generate_batch(
+    model: Any, tokenizer: Any, rows: list[Row], stop_token_ids: list[int]
+) -> list[Finished | None]:
+    """Generate one choice for each row in one `generate` call, each row with its own adapter (peft's
+    mixed-adapter batches) and its own limit and stop strings; None for a row cancelled meanwhile.
+
+    The rows share what `generate` takes once: temperature, top_p and the end-of-turn tokens; the
+    engine batches only requests that agree on those. Prompts are padded on the left, as generation
+    needs, and the attention mask hides the padding.
+    """
+    runs = [_Run(tokenizer, row.params, set(stop_token_ids), row.cancelled, row.emit) for row in rows]
+    for run in runs:
+        run._prompt_seen = True  # _Rows takes the prompt
+    params = rows[0].params
+    sampling = params.temperature > 0
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_token_ids[0]
+    config = GenerationConfig(
+        max_new_tokens=max(row.params.max_tokens for row in rows),
+        do_sample=sampling,
+        top_k=0 if sampling else None,
+        temperature=params.temperature if sampling else None,
+        top_p=params.top_p if sampling else None,
+        eos_token_id=list(stop_token_ids),
+        pad_token_id=pad,
+    )
+    longest = max(len(row.prompt_ids) for row in rows)
+    device = next(model.parameters()).device
+    input_ids = torch.tensor(
+        [[pad] * (longest - len(r.prompt_ids)) + r.prompt_ids for r in rows], device=device
+    )
+    mask = torch.tensor(
+        [[0] * (longest - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device
+    )
+    extra: dict[str, Any] = {}
+    if hasattr(model, "peft_config"):
+        extra["adapter_names"] = [row.adapter_name or BASE_ADAPTER for row in rows]
+    with torch.inference_mode():
+        model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            generation_config=config,
+            streamer=_Rows(runs),
+            stopping_criteria=[_RowsDone(runs)],
+            **extra,
+        )
+    return [None if row.cancelled.is_set() else run.finish() for row, run in zip(rows, runs, strict=True)]
+
+
+class _Rows(BaseStreamer):
+    """Hands each row's picked token to that row's run."""
+
+    def __init__(self, runs: list[_Run]) -> None:
+        self.runs = runs
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        for run, token in zip(self.runs, value.reshape(-1).tolist(), strict=True):
+            run.put(torch.tensor([token]))
+
+    def end(self) -> None:
+        pass
+
+
+class _RowsDone(StoppingCriteria):
+    def __init__(self, runs: list[_Run]) -> None:
+        self.runs = runs
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> Any:
+        return torch.tensor([run.done for run in self.runs], dtype=torch.bool, device=input_ids.device)
+
+
 class _Run(BaseStreamer):
     """Receives each picked token from `generate` and turns the tokens into text pieces."""
 
@@ -143,6 +232,8 @@ class _Run(BaseStreamer):
             self._flush(len(self.text), logprobs)
             return
         self._flush(len(self.text) - self._held_back(), logprobs)
+        if self.tokens >= self.params.max_tokens:  # in a batch, generate runs to the longest limit
+            self._end("length", [])
 
     def end(self) -> None:
         pass

@@ -45,7 +45,10 @@ class Servable:
     stop_token_ids: list[int] = field(default_factory=list)
     context_length: int = 2048
     adapter_name: str | None = None
-    """The peft adapter to activate on a shared base model; None: its adapters off (or none)."""
+    """The peft adapter to activate; None: its adapters off (or none)."""
+    shared: bool = False
+    """On its base model's one copy (the base itself, or a LoRA adapter on it): it can share a batch
+    with the base's other adapters."""
 
     @contextmanager
     def active(self) -> Iterator[Any]:
@@ -128,7 +131,7 @@ class ModelPool:
 
     def _base_servable(self, model_id: str) -> Servable:
         base = self._base(model_id)
-        return self._servable(base.model, base.tokenizer, "CAUSAL_LM")
+        return self._servable(base.model, base.tokenizer, "CAUSAL_LM", shared=True)
 
     def _load_tuned(self, base_id: str, artifact: Path) -> tuple[Servable, str | None]:
         record = json.loads((artifact / RUN_RECORD_NAME).read_text())
@@ -159,7 +162,7 @@ class ModelPool:
         else:
             base = AutoModelForCausalLM.from_pretrained(entry.path, dtype=self.dtype)
         model = self._placed(PeftModel.from_pretrained(self._placed(base), artifact))
-        return self._servable(model, tokenizer, task), None
+        return self._servable(model, tokenizer, task, adapter_name="default"), None
 
     def _load_shared_lora(self, base_id: str, artifact: Path, tokenizer: Any) -> Servable:
         from peft import PeftModel
@@ -172,7 +175,7 @@ class ModelPool:
             base.model = PeftModel.from_pretrained(base.model, artifact, adapter_name=name)
         base.model.eval()
         base.adapters.add(name)
-        return self._servable(base.model, tokenizer, "CAUSAL_LM", adapter_name=name)
+        return self._servable(base.model, tokenizer, "CAUSAL_LM", adapter_name=name, shared=True)
 
     def _evict(self) -> None:
         self._drop(next(iter(self._tuned)))
@@ -194,7 +197,9 @@ class ModelPool:
     def _placed(self, model: Any) -> Any:
         return model.to(self.device).eval()
 
-    def _servable(self, model: Any, tokenizer: Any, task: str, adapter_name: str | None = None) -> Servable:
+    def _servable(
+        self, model: Any, tokenizer: Any, task: str, adapter_name: str | None = None, shared: bool = False
+    ) -> Servable:
         config = getattr(model, "config", None)
         limits = [
             getattr(config, "max_position_embeddings", None),
@@ -202,4 +207,4 @@ class ModelPool:
         ]
         context = min((limit for limit in limits if limit), default=2048)
         stops = stop_token_ids(tokenizer, model) if task == "CAUSAL_LM" else []
-        return Servable(model, tokenizer, task, stops, context, adapter_name)
+        return Servable(model, tokenizer, task, stops, context, adapter_name, shared)

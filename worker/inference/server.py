@@ -22,6 +22,7 @@ from api.errors import describe_validation_error, error_body
 from api.inference.schemas import BackendChatRequest, BackendClassificationRequest, BackendCompletionRequest
 from api.models.store import ModelStore
 from worker.inference.engine import (
+    Batchable,
     Busy,
     Classified,
     Done,
@@ -32,13 +33,11 @@ from worker.inference.engine import (
     Produced,
     Ready,
     Work,
-    chat_work,
-    classification_work,
-    completion_work,
 )
 from worker.inference.models import ModelPool, ModelUnavailable
 from worker.inference.prompts import PromptError
 from worker.inference.responses import DONE, Answer, sse
+from worker.inference.work import chat_work, classification_work, completion_work
 
 DISCONNECT_POLL_SECONDS = 0.25
 
@@ -121,7 +120,12 @@ def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> F
 
 
 async def _respond(
-    request: Request, engine: Engine, work: Work, answer: Answer, stream: bool, with_logprobs: bool
+    request: Request,
+    engine: Engine,
+    work: Work | Batchable,
+    answer: Answer,
+    stream: bool,
+    with_logprobs: bool,
 ) -> Response:
     try:
         events = engine.submit(work)
