@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.training.precision import resolve_precision
-from worker.training.spec import LoraRecipe, Recipe, TrainingSpec
+from worker.training.spec import Recipe, TrainingSpec
 
 # A spec as the walking skeleton's worker wrote it: none of the newer fields.
 OLD_SPEC = {
@@ -43,9 +43,6 @@ class TestSpec:
             {**OLD_SPEC, "method": "dpo", "beta": 0.3, "recipe": {"type": "qlora", "packing": True}}
         )
         assert TrainingSpec.from_dict(spec.to_dict()) == spec
-
-    def test_lora_recipe_is_the_recipe_under_its_old_name(self):
-        assert LoraRecipe(**OLD_SPEC["recipe"]) == Recipe()
 
     def test_recipe_nulls_mean_the_defaults(self):
         recipe = Recipe.from_dict(

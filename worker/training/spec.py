@@ -102,10 +102,6 @@ class Recipe:
         return cls(**{key: value for key, value in raw.items() if value is not None})
 
 
-# The walking skeleton's name; worker/job_runner.py on main still builds specs with it.
-LoraRecipe = Recipe
-
-
 @dataclass(frozen=True)
 class TrainingSpec:
     job_id: str
