@@ -13,8 +13,8 @@ import os
 import shutil
 import tarfile
 import threading
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -47,7 +47,18 @@ from api.tables import FineTuningJob
 from worker import leases
 from worker.context_length import example_token_counter
 from worker.runtime import Runtime
-from worker.supervisor import Action, TrainerEvent, TrainerExit, Watch, run_trainer
+from worker.supervisor import Action, TrainerExit, UnreadableLine, Watch, run_trainer
+from worker.training.progress import (
+    Checkpoint,
+    Completed,
+    Failed,
+    Message,
+    Metrics,
+    Resumable,
+    Started,
+    Stopped,
+    TrainerEvent,
+)
 from worker.training.spec import Recipe, TrainingSpec
 
 log = logging.getLogger("tunery.worker")
@@ -148,7 +159,7 @@ def _train(rt: Runtime, job_id: str) -> tuple[TrainerExit, TrainingSpec]:
     spec.write(spec_path)
     started = clock.now()
 
-    def on_event(event: TrainerEvent) -> None:
+    def on_event(event: TrainerEvent | UnreadableLine) -> None:
         with session_scope(rt.sessions) as progress:
             _record_progress(rt, progress, job_id, event, started)
 
@@ -176,36 +187,41 @@ def _finish(rt: Runtime, job_id: str, spec: TrainingSpec, outcome: TrainerExit) 
             log.warning("job %s: lease lost while training; leaving the job to its new worker", job_id)
             return
         leases.release(job, rt.worker_id)
-        final = outcome.final_event or {}
-        stopped = final.get("event") == "stopped"
+        final = outcome.final_event
+        stopped = isinstance(final, Stopped)
         if stopped or outcome.action is Action.STOP:
             job.attempts -= 1  # a pause or a shutdown is not a failed attempt
-        completed = outcome.returncode == 0 and final.get("event") == "completed"
+        completed = outcome.returncode == 0 and isinstance(final, Completed)
         if completed and job.status in (PAUSED, QUEUED):
+            assert isinstance(final, Completed)
             # The last steps ran before the pause reached the trainer: keep the finished model.
             repository.add_event(session, job, "Training finished before the pause took effect")
-            _publish(rt, session, job, spec, final)
+            _publish(rt, session, job, final)
             clean_up = True
         elif job.status == RUNNING:
             if completed:
-                _publish(rt, session, job, spec, final)
+                assert isinstance(final, Completed)
+                _publish(rt, session, job, final)
                 clean_up = True
-            elif stopped:
+            elif isinstance(final, Stopped):
                 transition(
                     session,
                     job,
                     QUEUED,
-                    f"Worker shutting down: checkpoint saved at step {final.get('step')}, job queued again",
+                    f"Worker shutting down: checkpoint saved at step {final.step}, job queued again",
                 )
                 requeue = True
             else:
-                message = final.get("message") or (
+                code, message = "training_error", ""
+                if isinstance(final, Failed):
+                    code, message = final.code, final.message
+                message = message or (
                     f"trainer exited with code {outcome.returncode}: {outcome.stderr_tail[-2000:]}"
                 )
-                _fail(session, job, final.get("code", "training_error"), message)
+                _fail(session, job, code, message)
         elif job.status == PAUSED:
-            if stopped:
-                repository.add_event(session, job, f"Paused at step {final.get('step')}: checkpoint saved")
+            if isinstance(final, Stopped):
+                repository.add_event(session, job, f"Paused at step {final.step}: checkpoint saved")
             else:
                 where = f"step {job.resume_step}" if job.resume_step else "the start"
                 repository.add_event(
@@ -324,54 +340,59 @@ def _stage(rt: Runtime, session: Session, job: FineTuningJob) -> TrainingSpec:
     )
 
 
-def _record_progress(rt: Runtime, session: Session, job_id: str, event: TrainerEvent, started: int) -> None:
+def _record_progress(
+    rt: Runtime, session: Session, job_id: str, event: TrainerEvent | UnreadableLine, started: int
+) -> None:
     job = repository.get_for_update(session, job_id)
     if job is None:
         return
-    kind = event.get("event")
-    if kind == "metrics":
-        step, total = int(event["step"]), int(event["total_steps"])
-        data = {k: v for k, v in event.items() if k != "event"}
-        loss = event.get("train_loss")
+    if isinstance(event, Metrics):
+        step, total = event.step, event.total_steps
+        loss = event.train_loss
         message = (
             f"Step {step}/{total}: training loss={loss:.4f}" if loss is not None else f"Step {step}/{total}"
         )
-        repository.add_event(session, job, message, type="metrics", data=data)
+        repository.add_event(session, job, message, type="metrics", data=asdict(event))
         if step > 0:
             elapsed = clock.now() - started
             first = job.resume_step or 0
             if step > first:
                 job.estimated_finish = clock.now() + int(elapsed * (total - step) / (step - first))
-    elif kind == "started":
-        details = {k: v for k, v in event.items() if k != "event"}
+    elif isinstance(event, Started):
         repository.add_event(
             session,
             job,
-            f"Training {event.get('trainable_params')} of {event.get('total_params')} parameters "
-            f"for {event.get('total_steps')} steps",
-            data=details,
+            f"Training {event.trainable_params} of {event.total_params} parameters "
+            f"for {event.total_steps} steps",
+            data=asdict(event),
         )
-    elif kind == "checkpoint":
+    elif isinstance(event, Checkpoint):
         _store_checkpoint(rt, session, job, event)
-    elif kind in ("resumable", "stopped"):
-        path = Path(str(event.get("path") or event.get("resume_from")))
-        job.resume_from = os.path.relpath(path, _workdir(rt, job_id))
-        job.resume_step = int(event["step"])
-    elif kind == "message":
-        level = event.get("level", "info")
+    elif isinstance(event, Resumable | Stopped):
+        path = event.path if isinstance(event, Resumable) else event.resume_from
+        if path is not None:
+            job.resume_from = os.path.relpath(path, _workdir(rt, job_id))
+            job.resume_step = event.step
+    elif isinstance(event, Message):
+        repository.add_event(session, job, event.message, level=event.level)
+    elif isinstance(event, UnreadableLine):
+        # A trainer and a worker that disagree on the protocol: say so where someone will look.
         repository.add_event(
-            session, job, str(event.get("message", "")), level=level if level in ("info", "warn") else "info"
+            session,
+            job,
+            f"The trainer wrote a line the worker cannot read ({event.problem}): {event.line[:500]}",
+            level="warn",
         )
 
 
-def _store_checkpoint(rt: Runtime, session: Session, job: FineTuningJob, event: TrainerEvent) -> None:
-    step = int(event["step"])
+def _store_checkpoint(rt: Runtime, session: Session, job: FineTuningJob, event: Checkpoint) -> None:
+    step = event.step
     target = artifacts.checkpoint_dir(rt.settings, job.id, step)
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(event["artifact_dir"], target)
+    shutil.copytree(event.artifact_dir, target)
     _archive(target, artifacts.checkpoint_archive(rt.settings, job.id, step))
-    metrics = dict(event.get("metrics") or {})
+    metrics = asdict(event.metrics)
     row = checkpoints.record(session, job, step, metrics)
     repository.add_event(
         session,
@@ -381,21 +402,17 @@ def _store_checkpoint(rt: Runtime, session: Session, job: FineTuningJob, event: 
     )
 
 
-def _publish(
-    rt: Runtime, session: Session, job: FineTuningJob, spec: TrainingSpec, final: dict[str, Any]
-) -> None:
+def _publish(rt: Runtime, session: Session, job: FineTuningJob, final: Completed) -> None:
     target = artifacts.adapter_dir(rt.settings, job.id)
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(final.get("artifact_dir") or final.get("adapter_dir") or spec.adapter_dir, target)
+    shutil.copytree(final.artifact_dir, target)
     _archive(target, artifacts.adapter_archive(rt.settings, job.id))
-    results = files_service.store_result(
-        session, rt.file_storage, job.project_pk, Path(final.get("result_file") or spec.result_file)
-    )
-    if final.get("labels"):
-        job.method = {**job.method, "labels": list(final["labels"])}
+    results = files_service.store_result(session, rt.file_storage, job.project_pk, Path(final.result_file))
+    if final.labels:
+        job.method = {**job.method, "labels": list(final.labels)}
     job.fine_tuned_model = fine_tuned_model_name(job)
-    job.trained_tokens = int(final.get("trained_tokens") or 0)
+    job.trained_tokens = final.trained_tokens
     job.result_files = [results.id]
     repository.add_event(session, job, f"New fine-tuned model created: {job.fine_tuned_model}")
     transition(session, job, SUCCEEDED, "The job has successfully completed")

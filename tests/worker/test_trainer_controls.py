@@ -22,6 +22,7 @@ from tests.worker.test_job_runner import create_job, events
 from worker import job_runner
 from worker.runtime import Runtime
 from worker.supervisor import Action, TrainerExit
+from worker.training.progress import Completed
 
 pytestmark = pytest.mark.integration
 
@@ -126,12 +127,9 @@ def test_a_run_that_finished_before_the_pause_reached_it_is_kept(
     (adapter / "adapter_config.json").write_text("{}")
     results = tmp_path / "step_metrics.csv"
     results.write_text("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,1.0,0.5,,\n")
-    completed = {
-        "event": "completed",
-        "trained_tokens": 10,
-        "artifact_dir": str(adapter),
-        "result_file": str(results),
-    }
+    completed = Completed(
+        trained_tokens=10, artifact_dir=str(adapter), artifact_format="peft", result_file=str(results)
+    )
     with session_scope(runtime.sessions) as session:
         job = fine_tuning_jobs.get_for_update(session, job_id)
         assert job is not None
