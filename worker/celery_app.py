@@ -34,7 +34,7 @@ def _start_reconciler(**_: Any) -> None:
 def _hand_back_running_jobs(**_: Any) -> None:
     # SIGTERM (a pod replaced, `tunery serve` stopping): Celery waits for the running task, and the
     # task's watcher sees this flag, has the trainer checkpoint and stop, and queues the job again.
-    from worker.job_runner import shutting_down
+    from worker.jobs.run import shutting_down
 
     shutting_down.set()
     _stop_reconciling.set()

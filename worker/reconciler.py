@@ -20,7 +20,7 @@ from api import clock, queue
 from api.db import session_scope
 from api.fine_tuning import repository
 from api.fine_tuning.status import QUEUED, TERMINAL, VALIDATING_FILES, transition
-from worker.job_runner import out_of_attempts
+from worker.jobs.claim import out_of_attempts
 from worker.runtime import Runtime
 
 log = logging.getLogger("tunery.worker.reconciler")

@@ -98,7 +98,7 @@ def run_trainer(
         try:
             assert process.stdout is not None
             for raw in process.stdout:
-                event = _read(raw)
+                event = read_line(raw)
                 if isinstance(event, FINAL_EVENTS):
                     final = event
                 on_event(event)
@@ -156,7 +156,7 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-def _read(raw: bytes) -> TrainerEvent | UnreadableLine:
+def read_line(raw: bytes) -> TrainerEvent | UnreadableLine:
     try:
         return parse_line(raw)
     except ProtocolError as error:

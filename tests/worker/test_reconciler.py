@@ -10,8 +10,8 @@ from api import clock
 from api.config import Settings
 from api.queue import TRAINING_QUEUE, VALIDATION_QUEUE, pending_job_ids
 from api.tables import FineTuningJob, FineTuningJobEvent
-from tests.worker.test_job_runner import create_job, events
-from worker import job_runner
+from tests.worker.test_jobs import create_job, events
+from worker.jobs.validate import validate_job
 from worker.reconciler import GRACE_SECONDS, reconcile
 from worker.runtime import Runtime
 
@@ -41,7 +41,7 @@ def test_a_queued_job_whose_message_was_lost_is_enqueued_again(
     client: TestClient, runtime: Runtime, training_file: str, settings: Settings
 ) -> None:
     job_id = create_job(client, training_file)
-    job_runner.validate_job(runtime, job_id)
+    validate_job(runtime, job_id)
     assert pending_job_ids(settings, TRAINING_QUEUE) == [job_id]
     assert reconcile(runtime)["enqueued"] == []  # its message is there: nothing to do
     empty_the_broker(settings)
@@ -66,7 +66,7 @@ def test_a_running_job_of_a_dead_worker_is_queued_again_then_failed_after_max_at
     client: TestClient, runtime: Runtime, training_file: str, settings: Settings
 ) -> None:
     job_id = create_job(client, training_file)
-    job_runner.validate_job(runtime, job_id)
+    validate_job(runtime, job_id)
     expired = clock.now() - 1
     age(runtime, job_id, status="running", lease_owner="dead:1:x", lease_expires_at=expired, attempts=1)
     assert reconcile(runtime)["requeued"] == [job_id]
@@ -83,7 +83,7 @@ def test_a_running_job_of_a_dead_worker_is_queued_again_then_failed_after_max_at
 
 def test_a_live_lease_is_left_alone(client: TestClient, runtime: Runtime, training_file: str) -> None:
     job_id = create_job(client, training_file)
-    job_runner.validate_job(runtime, job_id)
+    validate_job(runtime, job_id)
     age(runtime, job_id, status="running", lease_owner="alive:1:z", lease_expires_at=clock.now() + 60)
     done = reconcile(runtime)
     assert job_id not in done["requeued"] + done["enqueued"]

@@ -14,12 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.config import Settings
-from api.db import make_engine, make_sessionmaker, session_scope
+from api.db import make_engine, make_sessionmaker
 from api.files.storage import FileStorage
-from api.fine_tuning import repository as fine_tuning_jobs
 from api.models.store import ModelStore
-from tests.worker.test_job_runner import create_job, events
-from worker import job_runner
+from tests.worker.test_jobs import create_job, events
+from worker.jobs.claim import claim
+from worker.jobs.finish import finish
+from worker.jobs.run import run_job
+from worker.jobs.validate import validate_job
 from worker.runtime import Runtime
 from worker.supervisor import Action, TrainerExit
 from worker.training.progress import Completed
@@ -56,7 +58,7 @@ def steps_trained(client: TestClient, job_id: str) -> int:
 
 def queued(client: TestClient, runtime: Runtime, training_file: str, n_epochs: int) -> str:
     job_id = create_job(client, training_file, hyperparameters={"n_epochs": n_epochs, "batch_size": 1})
-    job_runner.validate_job(runtime, job_id)
+    validate_job(runtime, job_id)
     return job_id
 
 
@@ -64,7 +66,7 @@ def test_cancel_stops_the_running_trainer_within_seconds(
     client: TestClient, runtime: Runtime, training_file: str
 ) -> None:
     job_id = queued(client, runtime, training_file, n_epochs=50)
-    worker = in_thread(lambda: job_runner.run_job(runtime, job_id))
+    worker = in_thread(lambda: run_job(runtime, job_id))
     wait_for(lambda: steps_trained(client, job_id) >= 2, what="training to start")
     asked = time.monotonic()
     assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").json()["status"] == "cancelled"
@@ -83,7 +85,7 @@ def test_pause_checkpoints_and_resume_finishes_with_every_step_once(
 ) -> None:
     # 16 examples, 8 epochs: 128 steps, so the pause (seen within a heartbeat) lands mid-training.
     job_id = queued(client, runtime, training_file, n_epochs=8)
-    worker = in_thread(lambda: job_runner.run_job(runtime, job_id))
+    worker = in_thread(lambda: run_job(runtime, job_id))
     wait_for(lambda: steps_trained(client, job_id) >= 10, what="step 10")
     assert client.post(f"/v1/fine_tuning/jobs/{job_id}/pause").json()["status"] == "paused"
     worker.join(timeout=60)
@@ -95,7 +97,7 @@ def test_pause_checkpoints_and_resume_finishes_with_every_step_once(
     assert paused_at < 128
 
     assert client.post(f"/v1/fine_tuning/jobs/{job_id}/resume").json()["status"] == "queued"
-    job_runner.run_job(runtime, job_id)
+    run_job(runtime, job_id)
     job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     assert job["status"] == "succeeded", job["error"]
     messages = events(client, job_id)
@@ -118,7 +120,7 @@ def test_a_run_that_finished_before_the_pause_reached_it_is_kept(
 ) -> None:
     """The trainer's last steps can outrun a pause (or a pause and a resume): its model stands."""
     job_id = queued(client, runtime, training_file, n_epochs=1)
-    assert job_runner._claim(runtime, job_id)
+    assert claim(runtime, job_id)
     client.post(f"/v1/fine_tuning/jobs/{job_id}/pause")
     if status_then == "queued":
         client.post(f"/v1/fine_tuning/jobs/{job_id}/resume")
@@ -130,11 +132,7 @@ def test_a_run_that_finished_before_the_pause_reached_it_is_kept(
     completed = Completed(
         trained_tokens=10, artifact_dir=str(adapter), artifact_format="peft", result_file=str(results)
     )
-    with session_scope(runtime.sessions) as session:
-        job = fine_tuning_jobs.get_for_update(session, job_id)
-        assert job is not None
-        spec = job_runner._stage(runtime, session, job)
-    job_runner._finish(runtime, job_id, spec, TrainerExit(0, completed, "", Action.STOP))
+    finish(runtime, job_id, TrainerExit(0, completed, "", Action.STOP))
     job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     assert job["status"] == "succeeded" and job["fine_tuned_model"]
     assert "Training finished before the pause took effect" in events(client, job_id)

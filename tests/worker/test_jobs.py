@@ -3,17 +3,23 @@ the end-to-end tests cover the Celery worker process)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
+from api import clock
 from api.config import Settings
 from api.queue import TRAINING_QUEUE, VALIDATION_QUEUE
 from tests.api.test_jobs import queued_job_ids
 from tests.conftest import TINY_MODEL
 from tests.support.tiny_model import toy_chat_examples, write_jsonl
-from worker import job_runner
+from worker.jobs.progress import record
+from worker.jobs.run import run_job
+from worker.jobs.validate import validate_job
 from worker.runtime import Runtime
+from worker.supervisor import read_line
 
 
 def create_job(client: TestClient, training_file: str, **fields) -> str:  # type: ignore[no-untyped-def]
@@ -43,7 +49,7 @@ class TestValidateJob:
         self, client: TestClient, runtime: Runtime, training_file: str, settings: Settings
     ) -> None:
         job_id = create_job(client, training_file, hyperparameters={"batch_size": 2})
-        job_runner.validate_job(runtime, job_id)
+        validate_job(runtime, job_id)
         job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
         assert job["status"] == "queued"
         # 16 examples: ceil(100 / 16) = 7 epochs by the auto rule; batch size as given.
@@ -55,9 +61,9 @@ class TestValidateJob:
         self, client: TestClient, runtime: Runtime, training_file: str
     ) -> None:
         job_id = create_job(client, training_file)
-        job_runner.validate_job(runtime, job_id)
+        validate_job(runtime, job_id)
         before = events(client, job_id)
-        job_runner.validate_job(runtime, job_id)
+        validate_job(runtime, job_id)
         assert events(client, job_id) == before
 
     def test_too_few_examples_fail_the_job(
@@ -65,7 +71,7 @@ class TestValidateJob:
     ) -> None:
         small = upload(client, write_jsonl(tmp_path / "small.jsonl", toy_chat_examples(7)))
         job_id = create_job(client, small)
-        job_runner.validate_job(runtime, job_id)
+        validate_job(runtime, job_id)
         job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
         assert job["status"] == "failed"
         assert job["error"] == {
@@ -87,7 +93,7 @@ class TestValidateJob:
         }
         preference = upload(client, write_jsonl(tmp_path / "dpo.jsonl", [pair] * 12))
         job_id = create_job(client, preference)
-        job_runner.validate_job(runtime, job_id)
+        validate_job(runtime, job_id)
         error = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["error"]
         assert error["code"] == "invalid_training_file"
         assert "12 preference example(s)" in error["message"]
@@ -98,6 +104,21 @@ class TestRunJob:
         self, client: TestClient, runtime: Runtime, training_file: str, settings: Settings
     ) -> None:
         job_id = create_job(client, training_file)
-        job_runner.run_job(runtime, job_id)
+        run_job(runtime, job_id)
         assert client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"] == "validating_files"
         assert queued_job_ids(settings, VALIDATION_QUEUE) == [job_id]
+
+
+class TestRecordProgress:
+    def test_a_line_the_worker_cannot_read_is_a_warning_naming_it(
+        self, client: TestClient, runtime: Runtime, training_file: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        job_id = create_job(client, training_file)
+        line = b'{"event": "progress", "step": 3}\n'
+        with caplog.at_level(logging.WARNING, logger="tunery.worker.supervisor"):
+            record(runtime, job_id, read_line(line), started=clock.now())
+        newest = client.get(f"/v1/fine_tuning/jobs/{job_id}/events").json()["data"][0]
+        assert newest["level"] == "warn"
+        assert "unknown event 'progress'" in newest["message"]
+        assert '{"event": "progress", "step": 3}' in newest["message"]
+        assert any('"progress"' in entry.getMessage() for entry in caplog.records)
