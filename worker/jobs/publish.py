@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tarfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,7 +24,6 @@ def store_checkpoint(rt: Runtime, session: Session, job: FineTuningJob, event: C
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(event.artifact_dir, target)
-    _archive(target, artifacts.checkpoint_archive(rt.settings, job.id, step))
     metrics = asdict(event.metrics)
     row = checkpoints.record(session, job, step, metrics)
     repository.add_event(
@@ -41,7 +39,6 @@ def publish(rt: Runtime, session: Session, job: FineTuningJob, final: Completed)
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(final.artifact_dir, target)
-    _archive(target, artifacts.adapter_archive(rt.settings, job.id))
     results = files_service.store_result(session, rt.file_storage, job.project_pk, Path(final.result_file))
     if final.labels:
         job.method = {**job.method, "labels": list(final.labels)}
@@ -50,10 +47,3 @@ def publish(rt: Runtime, session: Session, job: FineTuningJob, final: Completed)
     job.result_files = [results.id]
     repository.add_event(session, job, f"New fine-tuned model created: {job.fine_tuned_model}")
     transition(session, job, SUCCEEDED, "The job has successfully completed")
-
-
-def _archive(adapter: Path, archive: Path) -> None:
-    partial = archive.with_suffix(".partial")
-    with tarfile.open(partial, "w:gz") as tar:
-        tar.add(adapter, arcname="adapter")
-    partial.replace(archive)
