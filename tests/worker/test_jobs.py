@@ -8,18 +8,24 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
 from api import clock
 from api.config import Settings
+from api.files import repository as files
+from api.fine_tuning import artifacts
 from api.queue import TRAINING_QUEUE, VALIDATION_QUEUE
+from api.tables import FineTuningJob
 from tests.api.test_jobs import queued_job_ids
 from tests.conftest import TINY_MODEL
 from tests.support.tiny_model import toy_chat_examples, write_jsonl
 from worker.jobs.progress import record
 from worker.jobs.run import run_job
+from worker.jobs.stage import stage
 from worker.jobs.validate import validate_job
 from worker.runtime import Runtime
 from worker.supervisor import read_line
+from worker.training.progress import Checkpoint, CheckpointMetrics
 
 
 def create_job(client: TestClient, training_file: str, **fields) -> str:  # type: ignore[no-untyped-def]
@@ -98,6 +104,45 @@ class TestValidateJob:
         assert error["code"] == "invalid_training_file"
         assert "12 preference example(s)" in error["message"]
 
+    def test_the_lease_is_held_while_checking_and_let_go_after(
+        self, client: TestClient, runtime: Runtime, training_file: str
+    ) -> None:
+        job_id = create_job(client, training_file)
+        validate_job(runtime, job_id)
+        with runtime.sessions() as session:
+            job = session.scalar(select(FineTuningJob).where(FineTuningJob.id == job_id))
+            assert job is not None and job.status == "queued"
+            assert job.lease_owner is None and job.lease_expires_at is None
+
+    def test_a_job_another_worker_is_validating_is_left_to_it(
+        self, client: TestClient, runtime: Runtime, training_file: str
+    ) -> None:
+        job_id = create_job(client, training_file)
+        before = events(client, job_id)
+        with runtime.sessions.begin() as session:
+            session.execute(
+                update(FineTuningJob)
+                .where(FineTuningJob.id == job_id)
+                .values(lease_owner="other:1:x", lease_expires_at=clock.now() + 60)
+            )
+        validate_job(runtime, job_id)
+        assert client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"] == "validating_files"
+        assert events(client, job_id) == before
+
+
+class TestStage:
+    def test_the_training_file_is_linked_not_copied(
+        self, client: TestClient, runtime: Runtime, training_file: str
+    ) -> None:
+        job_id = create_job(client, training_file)
+        validate_job(runtime, job_id)
+        spec = stage(runtime, job_id)
+        with runtime.sessions() as session:
+            key = files.get_any_project(session, training_file).storage_key  # type: ignore[union-attr]
+        assert Path(spec.training_file).stat().st_ino == runtime.file_storage.path(key).stat().st_ino
+        assert Path(spec.output_dir).parent == runtime.settings.jobs_path / job_id
+        assert (runtime.settings.jobs_path / job_id / "spec.json").is_file()
+
 
 class TestRunJob:
     def test_a_job_that_is_not_queued_is_left_alone(
@@ -110,6 +155,33 @@ class TestRunJob:
 
 
 class TestRecordProgress:
+    def test_a_checkpoint_is_moved_into_place_then_listed(
+        self, client: TestClient, runtime: Runtime, training_file: str
+    ) -> None:
+        job_id = create_job(client, training_file)
+        written = runtime.settings.jobs_path / job_id / "output" / "checkpoints" / "step-3"
+        written.mkdir(parents=True)
+        (written / "model.safetensors").write_bytes(b"weights")
+        inode = (written / "model.safetensors").stat().st_ino
+        event = Checkpoint(step=3, epoch=1, artifact_dir=str(written), metrics=CheckpointMetrics(step=3))
+        record(runtime, job_id, event, started=clock.now())
+        stored = artifacts.checkpoint_dir(runtime.settings, job_id, 3) / "model.safetensors"
+        assert stored.read_bytes() == b"weights" and stored.stat().st_ino == inode  # moved, not copied
+        assert not written.exists()
+        listed = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints").json()["data"]
+        assert [c["step_number"] for c in listed] == [3]
+
+    def test_an_artifact_outside_the_work_directory_is_refused(
+        self, client: TestClient, runtime: Runtime, training_file: str, tmp_path: Path
+    ) -> None:
+        job_id = create_job(client, training_file)
+        elsewhere = tmp_path / "base-model"
+        elsewhere.mkdir()
+        event = Checkpoint(step=3, epoch=1, artifact_dir=str(elsewhere), metrics=CheckpointMetrics(step=3))
+        with pytest.raises(RuntimeError, match="outside its work directory"):
+            record(runtime, job_id, event, started=clock.now())
+        assert elsewhere.is_dir()
+
     def test_a_line_the_worker_cannot_read_is_a_warning_naming_it(
         self, client: TestClient, runtime: Runtime, training_file: str, caplog: pytest.LogCaptureFixture
     ) -> None:

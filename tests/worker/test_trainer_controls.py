@@ -8,7 +8,6 @@ import io
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 from api.config import Settings
 from api.db import make_engine, make_sessionmaker
 from api.files.storage import FileStorage
+from api.fine_tuning import artifacts
 from api.models.store import ModelStore
 from tests.worker.test_jobs import create_job, events
 from worker.jobs.claim import claim
@@ -114,9 +114,22 @@ def test_pause_checkpoints_and_resume_finishes_with_every_step_once(
     assert all(c["metrics"]["train_loss"] is not None for c in checkpoints)
 
 
+def trained_model(runtime: Runtime, job_id: str) -> Completed:
+    """What a trainer leaves when it completes: its model and result file in the job's work directory."""
+    output = runtime.settings.jobs_path / job_id / "output"
+    adapter = output / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    results = output / "step_metrics.csv"
+    results.write_text("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,1.0,0.5,,\n")
+    return Completed(
+        trained_tokens=10, artifact_dir=str(adapter), artifact_format="peft", result_file=str(results)
+    )
+
+
 @pytest.mark.parametrize("status_then", ["paused", "queued"])
 def test_a_run_that_finished_before_the_pause_reached_it_is_kept(
-    client: TestClient, runtime: Runtime, training_file: str, tmp_path: Path, status_then: str
+    client: TestClient, runtime: Runtime, training_file: str, status_then: str
 ) -> None:
     """The trainer's last steps can outrun a pause (or a pause and a resume): its model stands."""
     job_id = queued(client, runtime, training_file, n_epochs=1)
@@ -124,15 +137,26 @@ def test_a_run_that_finished_before_the_pause_reached_it_is_kept(
     client.post(f"/v1/fine_tuning/jobs/{job_id}/pause")
     if status_then == "queued":
         client.post(f"/v1/fine_tuning/jobs/{job_id}/resume")
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text("{}")
-    results = tmp_path / "step_metrics.csv"
-    results.write_text("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,1.0,0.5,,\n")
-    completed = Completed(
-        trained_tokens=10, artifact_dir=str(adapter), artifact_format="peft", result_file=str(results)
-    )
+    completed = trained_model(runtime, job_id)
     finish(runtime, job_id, TrainerExit(0, completed, "", Action.STOP))
     job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     assert job["status"] == "succeeded" and job["fine_tuned_model"]
     assert "Training finished before the pause took effect" in events(client, job_id)
+    assert (artifacts.adapter_dir(runtime.settings, job_id) / "adapter_config.json").is_file()
+
+
+def test_a_run_cancelled_as_it_completed_leaves_no_model(
+    client: TestClient, runtime: Runtime, training_file: str
+) -> None:
+    """The cancel lands while the finished model is being stored: the cancel wins, nothing is kept."""
+    job_id = queued(client, runtime, training_file, n_epochs=1)
+    assert claim(runtime, job_id)
+    assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    finish(runtime, job_id, TrainerExit(0, trained_model(runtime, job_id), "", Action.KILL))
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["fine_tuned_model"] is None and job["result_files"] == []
+    assert "Trainer stopped" in events(client, job_id)
+    assert not artifacts.adapter_dir(runtime.settings, job_id).exists()
+    assert not (runtime.settings.jobs_path / job_id).exists()
+    staging = runtime.settings.files_path / ".staging"
+    assert not staging.exists() or list(staging.iterdir()) == []

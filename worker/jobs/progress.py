@@ -1,5 +1,9 @@
 """Each line the trainer writes, recorded on the job as it comes: events, metrics, the estimate of the
-finish, checkpoints and where a stopped run would resume."""
+finish, checkpoints and where a stopped run would resume.
+
+Each line is one short transaction, so the API shows progress live, and no transaction here waits on
+files: a checkpoint's directory is moved into place before its row is written.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from worker.training.progress import Checkpoint, Message, Metrics, Resumable, St
 
 def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, started: int) -> None:
     """Record one trainer line; `started` is when the run began (unix seconds), for the estimate."""
+    if isinstance(event, Checkpoint):
+        store_checkpoint(rt, job_id, event)  # its files first, then its own short transaction
+        return
     with session_scope(rt.sessions) as session:
         job = repository.get_for_update(session, job_id)
         if job is None:
@@ -38,8 +45,6 @@ def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, start
                 f"for {event.total_steps} steps",
                 data=asdict(event),
             )
-        elif isinstance(event, Checkpoint):
-            store_checkpoint(rt, session, job, event)
         elif isinstance(event, Resumable | Stopped):
             path = event.path if isinstance(event, Resumable) else event.resume_from
             if path is not None:

@@ -43,12 +43,8 @@ def run_job(rt: Runtime, job_id: str) -> None:
 
 
 def _train(rt: Runtime, job_id: str) -> TrainerExit:
-    with session_scope(rt.sessions) as session:
-        job = repository.get_for_update(session, job_id)
-        assert job is not None
-        spec = stage(rt, session, job)
+    stage(rt, job_id)
     spec_path = workdir(rt, job_id) / "spec.json"
-    spec.write(spec_path)
     started = clock.now()
 
     def on_event(event: TrainerEvent | UnreadableLine) -> None:
