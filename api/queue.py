@@ -1,6 +1,8 @@
 """The Celery *client* of the API: task names, queues, broker settings, and sending by name.
 
 The API never imports worker/; worker/celery_app.py builds its app from the same `celery_config`.
+Nothing is read or made at import: the client is built at the first enqueue, the worker's app when
+the worker starts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ QUEUE_OF_TASK = {VALIDATE_JOB: VALIDATION_QUEUE, RUN_JOB: TRAINING_QUEUE}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings both apps share: a pure function of `settings` (see make_broker_folders)."""
     config: dict[str, Any] = {
         "task_routes": {name: {"queue": queue} for name, queue in QUEUE_OF_TASK.items()},
         "task_default_queue": VALIDATION_QUEUE,
@@ -46,8 +49,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["broker_transport_options"] = {"visibility_timeout": 7 * 24 * 3600}
     else:
         folder = settings.broker_path
-        for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
         config["broker_url"] = "filesystem://"
         config["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"),
@@ -60,10 +61,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def make_broker_folders(settings: Settings) -> None:
+    """The filesystem broker's folders (the embedded default), which kombu expects to exist."""
+    if not settings.broker_url:
+        for sub in ("queue", "processed", "control"):
+            (settings.broker_path / sub).mkdir(parents=True, exist_ok=True)
+
+
 @lru_cache(maxsize=8)
 def _client(broker_key: tuple[str | None, str]) -> Celery:
     broker_url, data_dir = broker_key
     settings = Settings(broker_url=broker_url, data_dir=Path(data_dir))
+    make_broker_folders(settings)
     app = Celery("tunery-api")
     app.conf.update(celery_config(settings))
     return app
