@@ -44,6 +44,7 @@ def create_job(
     job, created = service.create_job_once(session, store, caller, body, idempotency_key)
     if created:
         # The message goes out only once the job is committed: a worker must find the row it names.
+        queue.mark_enqueued(job)
         session.commit()
         queue.enqueue(settings, queue.VALIDATE_JOB, job.id)
     return FineTuningJobObject.of(job)
@@ -82,6 +83,7 @@ def resume_job(
     session: SessionDep, caller: CallerDep, settings: SettingsDep, job_id: str
 ) -> FineTuningJobObject:
     job = service.resume_job(session, caller, job_id)
+    queue.mark_enqueued(job)
     session.commit()
     queue.enqueue(settings, queue.RUN_JOB, job.id)
     return FineTuningJobObject.of(job)

@@ -27,6 +27,7 @@ from openai import OpenAI
 from api import queue
 from api.config import Settings
 from api.models.store import ModelStore
+from tests.api.test_jobs import queued_job_ids
 from tests.conftest import TINY_MODEL
 from tests.support.processes import Cluster, trainer_pids
 from tests.support.tiny_model import jsonl, toy_chat_examples
@@ -147,7 +148,7 @@ def test_an_emptied_broker_loses_no_job(cluster: Cluster, settings: Settings) ->
     cluster.start_api()
     client = sdk(cluster)
     job_id = create_job(client)  # no worker yet: its message waits in Redis
-    assert queue.pending_job_ids(settings, queue.VALIDATION_QUEUE) == [job_id]
+    assert queued_job_ids(settings, queue.VALIDATION_QUEUE) == [job_id]
     assert settings.broker_url is not None
     redis.Redis.from_url(settings.broker_url).flushdb()  # a Redis restart without persistence
     cluster.start_worker()

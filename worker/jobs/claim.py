@@ -29,6 +29,7 @@ def claim(rt: Runtime, job_id: str) -> bool:
         if leases.is_held_by_other(job, rt.worker_id):
             # Its previous run is still stopping (a quick pause then resume): try again after it.
             retry_in = leases.seconds_left(job) + 1
+            queue.mark_enqueued(job, countdown=retry_in)
         elif out_of_attempts(rt, session, job):
             return False
         else:

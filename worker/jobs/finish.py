@@ -94,6 +94,7 @@ def _record(
             QUEUED,
             f"Worker shutting down: checkpoint saved at step {final.step}, job queued again",
         )
+        queue.mark_enqueued(job)
     elif verdict is Verdict.FAIL:
         code, message = (final.code, final.message) if isinstance(final, Failed) else ("training_error", "")
         message = message or storing_failed

@@ -115,6 +115,7 @@ def _record(
             "Files validated, moving job to queued state",
             data={"n_examples": n_examples, "hyperparameters": job.hyperparameters},
         )
+        queue.mark_enqueued(job)
         return True
 
 
