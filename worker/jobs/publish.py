@@ -56,7 +56,12 @@ class PreparedModel:
 
 def prepare(rt: Runtime, job_id: str, completed: Completed) -> PreparedModel:
     move_directory(_reported(rt, job_id, completed.artifact_dir), artifacts.adapter_dir(rt.settings, job_id))
-    return PreparedModel(completed, files_service.stage_result(rt.file_storage, Path(completed.result_file)))
+    try:
+        result_file = files_service.stage_result(rt.file_storage, Path(completed.result_file))
+    except BaseException:
+        artifacts.remove_adapter(rt.settings, job_id)  # no model without its record, even on disk
+        raise
+    return PreparedModel(completed, result_file)
 
 
 def publish(rt: Runtime, session: Session, job: FineTuningJob, prepared: PreparedModel) -> None:
