@@ -159,8 +159,9 @@ def cmd_api(_args: argparse.Namespace) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from api.queue import QUEUE_OF_TASK
-    from worker.celery_app import app
+    from worker.celery_app import make_app
 
+    app = make_app(Settings())
     queues = args.queues or ",".join(sorted(set(QUEUE_OF_TASK.values())))
     app.worker_main(
         [

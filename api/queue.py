@@ -1,20 +1,22 @@
 """The Celery *client* of the API: task names, queues, broker settings, and sending by name.
 
 The API never imports worker/; worker/celery_app.py builds its app from the same `celery_config`.
+Nothing is read or made at import: the client is built at the first enqueue, the worker's app when
+the worker starts.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
+from api import clock
 from api.config import Settings
+from api.tables import FineTuningJob
 
 VALIDATE_JOB = "tunery.validate_job"
 RUN_JOB = "tunery.run_job"
@@ -27,6 +29,7 @@ QUEUE_OF_TASK = {VALIDATE_JOB: VALIDATION_QUEUE, RUN_JOB: TRAINING_QUEUE}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings both apps share: a pure function of `settings` (see make_broker_folders)."""
     config: dict[str, Any] = {
         "task_routes": {name: {"queue": queue} for name, queue in QUEUE_OF_TASK.items()},
         "task_default_queue": VALIDATION_QUEUE,
@@ -46,8 +49,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["broker_transport_options"] = {"visibility_timeout": 7 * 24 * 3600}
     else:
         folder = settings.broker_path
-        for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
         config["broker_url"] = "filesystem://"
         config["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"),
@@ -60,49 +61,34 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def make_broker_folders(settings: Settings) -> None:
+    """The filesystem broker's folders (the embedded default), which kombu expects to exist."""
+    if not settings.broker_url:
+        for sub in ("queue", "processed", "control"):
+            (settings.broker_path / sub).mkdir(parents=True, exist_ok=True)
+
+
 @lru_cache(maxsize=8)
 def _client(broker_key: tuple[str | None, str]) -> Celery:
     broker_url, data_dir = broker_key
     settings = Settings(broker_url=broker_url, data_dir=Path(data_dir))
+    make_broker_folders(settings)
     app = Celery("tunery-api")
     app.conf.update(celery_config(settings))
     return app
 
 
-def pending_job_ids(settings: Settings, queue: str) -> list[str]:
-    """Job ids of the messages waiting on `queue` or delivered and not yet acknowledged.
+def mark_enqueued(job: FineTuningJob, countdown: float | None = None) -> None:
+    """Note on the job's row that a message for it is about to be sent (due after `countdown` s).
 
-    Read from the transport's own storage: a Redis list, or the filesystem transport's folder.
+    Called in the transaction that makes the job due, before it commits; the message itself goes
+    out only after the commit (`enqueue`). The reconciler reads this to find lost messages.
     """
-    if settings.broker_url:
-        import redis
-
-        client = redis.Redis.from_url(settings.broker_url)
-        try:
-            raw_messages = list(client.lrange(queue, 0, -1))
-            # Delivered to a worker but not yet acknowledged (prefetched, or its task is running).
-            for entry in client.hvals("unacked"):
-                with contextlib.suppress(ValueError, IndexError, TypeError):
-                    message, _exchange, routing_key = json.loads(entry)
-                    if routing_key == queue:
-                        raw_messages.append(json.dumps(message).encode())
-        finally:
-            client.close()
-    else:
-        folder = settings.broker_path / "queue"
-        raw_messages = []
-        for path in sorted(folder.glob(f"*.{queue}.msg")):
-            with contextlib.suppress(FileNotFoundError):  # taken by a worker while we looked
-                raw_messages.append(path.read_bytes())
-    ids = []
-    for raw in raw_messages:
-        with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
-            message = json.loads(raw)
-            ids.append(json.loads(base64.b64decode(message["body"]))[0][0])
-    return ids
+    job.enqueued_at = clock.now() + math.ceil(countdown or 0)
 
 
 def enqueue(settings: Settings, task_name: str, job_id: str, *, countdown: float | None = None) -> None:
-    """Ring the doorbell for a job. Call only after the transaction that changed the job committed."""
+    """Ring the doorbell for a job. Call only after the transaction that changed the job (and marked
+    it enqueued: `mark_enqueued`) committed."""
     app = _client((settings.broker_url, str(settings.data_path)))
     app.send_task(task_name, args=[job_id], queue=QUEUE_OF_TASK[task_name], countdown=countdown)

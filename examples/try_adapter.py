@@ -9,7 +9,6 @@ model from the local model store, and prints both answers. Reads the same settin
 
 from __future__ import annotations
 
-import io
 import sys
 import tarfile
 import tempfile
@@ -31,13 +30,21 @@ def main(job_id: str, question: str) -> None:
     job = OpenAI(base_url=base_url, api_key=key).fine_tuning.jobs.retrieve(job_id)
     if job.status != "succeeded":
         sys.exit(f"{job_id} is {job.status}, not succeeded")
-    archive = httpx.get(
-        f"{base_url}/fine_tuning/jobs/{job_id}/adapter", headers={"Authorization": f"Bearer {key}"}
-    )
-    archive.raise_for_status()
-
     with tempfile.TemporaryDirectory() as scratch:
-        with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as tar:
+        # The adapter comes as a plain tar that unpacks to adapter/; streamed to disk, since a whole
+        # model (the full and freeze recipes) can be gigabytes.
+        archive = Path(scratch) / "adapter.tar"
+        with httpx.stream(
+            "GET",
+            f"{base_url}/fine_tuning/jobs/{job_id}/adapter",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        ) as response:
+            response.raise_for_status()
+            with archive.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        with tarfile.open(archive, mode="r:") as tar:
             tar.extractall(scratch, filter="data")
         adapter_dir = Path(scratch) / "adapter"
         tokenizer = AutoTokenizer.from_pretrained(adapter_dir)

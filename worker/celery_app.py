@@ -1,4 +1,10 @@
-"""The worker's Celery app: the API's broker settings plus what long GPU jobs need."""
+"""The worker's Celery app, made when the worker starts: the API's broker settings plus what long GPU
+jobs need, the tasks, and the hooks that start the reconciler and hand running jobs back on shutdown.
+
+Importing this module does nothing: `tunery worker` (api/cli.py) calls `make_app` with the process's
+settings. The tasks are registered on the app here (worker/tasks.py imports no app), so the two
+modules import each other in one direction only.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +14,27 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready, worker_shutting_down
 
+from api import queue
 from api.config import Settings
-from api.queue import celery_config
-
-app = Celery("tunery-worker")
-app.conf.update(celery_config(Settings()))
-# One job at a time per worker process: a training run owns the GPU.
-app.conf.worker_concurrency = 1
-app.conf.worker_pool = "solo"
-
-import worker.tasks  # noqa: E402,F401  (registers the tasks on `app`)
+from worker import tasks
 
 _stop_reconciling = threading.Event()
 
 
-@worker_ready.connect
+def make_app(settings: Settings) -> Celery:
+    queue.make_broker_folders(settings)
+    app = Celery("tunery-worker")
+    app.conf.update(queue.celery_config(settings))
+    # One job at a time per worker process: a training run owns the GPU.
+    app.conf.worker_concurrency = 1
+    app.conf.worker_pool = "solo"
+    tasks.register(app)
+    # Celery's signals are global; the uids keep a second app in one process from doubling them.
+    worker_ready.connect(_start_reconciler, dispatch_uid="tunery.start_reconciler")
+    worker_shutting_down.connect(_hand_back_running_jobs, dispatch_uid="tunery.hand_back_running_jobs")
+    return app
+
+
 def _start_reconciler(**_: Any) -> None:
     from worker.reconciler import start_loop
     from worker.runtime import runtime
@@ -30,11 +42,10 @@ def _start_reconciler(**_: Any) -> None:
     start_loop(runtime(), _stop_reconciling)
 
 
-@worker_shutting_down.connect
 def _hand_back_running_jobs(**_: Any) -> None:
     # SIGTERM (a pod replaced, `tunery serve` stopping): Celery waits for the running task, and the
     # task's watcher sees this flag, has the trainer checkpoint and stop, and queues the job again.
-    from worker.job_runner import shutting_down
+    from worker.jobs.run import shutting_down
 
     shutting_down.set()
     _stop_reconciling.set()

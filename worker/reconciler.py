@@ -4,10 +4,16 @@ Runs in every worker process every TUNERY_RECONCILE_SECONDS (several workers run
 harmless: each step of a job acts only when the row says it is due). It fixes three things:
 - a running job whose lease expired (its worker died): back to queued, to resume from its last
   checkpoint, or failed once it has used up its attempts;
-- a queued job that no message on the training queue names (Redis flushed or restarted): enqueued;
-- a job still validating that no message names: enqueued for validation;
+- a queued or validating job whose message went out more than GRACE_SECONDS ago (the row's
+  enqueued_at) and that no worker leases: its message may be lost (Redis flushed or restarted, a
+  broker volume gone), so it gets another. The broker's storage is never read, so this works with
+  any broker;
 - the scratch directory of a job that ended without its worker cleaning up (cancelled while
   paused, or its worker died) holds checkpoints that can be gigabytes: removed.
+
+A message is only a doorbell, so one too many costs a no-op delivery: a job that waits longer than
+GRACE_SECONDS for a free worker gets one more message per GRACE_SECONDS, each of which its claim (or
+its validation) answers with "nothing to do" once the job has moved on.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ from api import clock, queue
 from api.db import session_scope
 from api.fine_tuning import repository
 from api.fine_tuning.status import QUEUED, TERMINAL, VALIDATING_FILES, transition
-from worker.job_runner import out_of_attempts
+from worker.jobs.claim import out_of_attempts
 from worker.runtime import Runtime
 
 log = logging.getLogger("tunery.worker.reconciler")
 
-# A job this young may have its message still in flight between the API's commit and the broker.
-GRACE_SECONDS = 10
+# How long a job's message may wait before the reconciler rings again: longer than a message takes
+# from the commit to a free worker, short enough that a lost one costs a user half a minute.
+GRACE_SECONDS = 30
 
 
 def reconcile(rt: Runtime) -> dict[str, list[str]]:
@@ -48,18 +55,16 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
                 transition(
                     session, job, QUEUED, f"Worker lost; the job is queued again to resume from {where}"
                 )
+                queue.mark_enqueued(job)
                 done["requeued"].append(job.id)
             job.lease_owner = job.lease_expires_at = None
-    waiting_training = set(queue.pending_job_ids(rt.settings, queue.TRAINING_QUEUE))
-    waiting_validation = set(queue.pending_job_ids(rt.settings, queue.VALIDATION_QUEUE))
     with session_scope(rt.sessions) as session:
-        quiet = repository.in_status(session, (QUEUED, VALIDATING_FILES), older_than=now - GRACE_SECONDS)
-        for job in quiet:
-            leased = _leased(job.lease_expires_at, now)
-            if job.status == QUEUED and job.id not in waiting_training and not leased:
-                done["enqueued"].append(job.id)
-            elif job.status == VALIDATING_FILES and job.id not in waiting_validation:
-                done["revalidated"].append(job.id)
+        waiting = repository.awaiting_delivery(
+            session, (QUEUED, VALIDATING_FILES), enqueued_before=now - GRACE_SECONDS, now=now
+        )
+        for job in waiting:
+            queue.mark_enqueued(job)
+            done["enqueued" if job.status == QUEUED else "revalidated"].append(job.id)
     done["swept"] = _sweep_finished_workdirs(rt)
     for job_id in done["requeued"] + done["enqueued"]:
         queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
@@ -84,10 +89,6 @@ def _sweep_finished_workdirs(rt: Runtime) -> list[str]:
     for name in finished:
         shutil.rmtree(root / name, ignore_errors=True)
     return finished
-
-
-def _leased(expires_at: int | None, now: int) -> bool:
-    return expires_at is not None and expires_at > now
 
 
 def start_loop(rt: Runtime, stop: threading.Event) -> threading.Thread:

@@ -4,13 +4,16 @@ The child gets its own process group, so the whole tree (data loader workers inc
 stopped at once, and stderr goes to a log file kept with the job. While it runs, a watcher thread
 asks the caller every few seconds whether to go on, stop gracefully (SIGTERM: the trainer saves a
 resumable checkpoint and exits) or kill it outright (SIGKILL: cancel, or a lost lease).
+
+Lines are read with the protocol's own definitions (worker/training/progress.py). A line that is not
+one of its events is handed on as an `UnreadableLine`, so that it reaches the job's events and the
+log instead of vanishing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import json
 import logging
 import os
 import signal
@@ -22,14 +25,29 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from worker.training.progress import (
+    FINAL_EVENTS,
+    Completed,
+    Failed,
+    ProtocolError,
+    Stopped,
+    TrainerEvent,
+    parse_line,
+)
 
 log = logging.getLogger("tunery.worker.supervisor")
 
-TrainerEvent = dict[str, Any]
-
 # No run-time downloads, ever: base models are local directories.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+@dataclass(frozen=True)
+class UnreadableLine:
+    """A line on the trainer's stdout that is no protocol event: a bug on one side or the other."""
+
+    line: str
+    problem: str
 
 
 class Action(enum.Enum):
@@ -43,8 +61,8 @@ class Action(enum.Enum):
 @dataclass(frozen=True)
 class TrainerExit:
     returncode: int
-    final_event: TrainerEvent | None
-    """The "completed", "failed" or "stopped" line, when the trainer got to write one."""
+    final_event: Completed | Failed | Stopped | None
+    """The line that ended the run, when the trainer got to write one."""
     stderr_tail: str
     action: Action
     """What the watcher last asked for: CONTINUE when the trainer ended on its own."""
@@ -59,11 +77,14 @@ class Watch:
 
 
 def run_trainer(
-    spec_path: Path, log_path: Path, on_event: Callable[[TrainerEvent], None], watch: Watch | None = None
+    spec_path: Path,
+    log_path: Path,
+    on_event: Callable[[TrainerEvent | UnreadableLine], None],
+    watch: Watch | None = None,
 ) -> TrainerExit:
     command = [sys.executable, "-m", "worker.training", str(spec_path)]
     env = {**os.environ, **OFFLINE_ENV, "PYTHONUNBUFFERED": "1"}
-    final: TrainerEvent | None = None
+    final: Completed | Failed | Stopped | None = None
     with log_path.open("ab") as stderr_log:
         process = subprocess.Popen(
             command,
@@ -77,10 +98,8 @@ def run_trainer(
         try:
             assert process.stdout is not None
             for raw in process.stdout:
-                event = _parse(raw)
-                if event is None:
-                    continue
-                if event.get("event") in ("completed", "failed", "stopped"):
+                event = read_line(raw)
+                if isinstance(event, FINAL_EVENTS):
                     final = event
                 on_event(event)
             returncode = process.wait()
@@ -137,13 +156,13 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-def _parse(raw: bytes) -> TrainerEvent | None:
+def read_line(raw: bytes) -> TrainerEvent | UnreadableLine:
     try:
-        event = json.loads(raw)
-    except ValueError:
-        log.warning("trainer wrote a line that is not JSON: %r", raw[:200])
-        return None
-    return event if isinstance(event, dict) else None
+        return parse_line(raw)
+    except ProtocolError as error:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        log.warning("the trainer wrote a line that is no protocol event (%s): %r", error, line[:500])
+        return UnreadableLine(line=line, problem=str(error))
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -1,18 +1,26 @@
-"""Celery tasks, registered under the names api/queue.py sends. They take ids, nothing else."""
+"""Celery tasks, registered under the names api/queue.py sends. They take ids, nothing else.
+
+`register` puts them on the worker's app (worker/celery_app.py makes it at start): this module
+imports no app, so importing it reads no settings and connects to no broker.
+"""
 
 from __future__ import annotations
 
+from celery import Celery
+
 from api import queue
-from worker import job_runner
-from worker.celery_app import app
+from worker.jobs import run, validate
 from worker.runtime import runtime
 
 
-@app.task(name=queue.VALIDATE_JOB)
 def validate_job(job_id: str) -> None:
-    job_runner.validate_job(runtime(), job_id)
+    validate.validate_job(runtime(), job_id)
 
 
-@app.task(name=queue.RUN_JOB)
 def run_job(job_id: str) -> None:
-    job_runner.run_job(runtime(), job_id)
+    run.run_job(runtime(), job_id)
+
+
+def register(app: Celery) -> None:
+    app.task(name=queue.VALIDATE_JOB)(validate_job)
+    app.task(name=queue.RUN_JOB)(run_job)

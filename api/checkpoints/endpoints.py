@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from api.checkpoints import service
 from api.checkpoints.schemas import (
@@ -75,18 +75,15 @@ def delete_checkpoint_permission(
 
 @router.get(
     "/v1/fine_tuning/checkpoints/{checkpoint:path}/adapter",
-    response_class=FileResponse,
-    responses={
-        200: {"description": "A .tar.gz of the adapter directory.", "content": {"application/gzip": {}}}
-    },
+    response_class=StreamingResponse,
+    responses=artifacts.DOWNLOAD_RESPONSES,
 )
 def download_checkpoint_adapter(
     session: SessionDep, caller: CallerDep, settings: SettingsDep, checkpoint: str
-) -> FileResponse:
-    """Tunery's extension: a checkpoint's adapter (.tar.gz), for its project and those it is shared with."""
+) -> StreamingResponse:
+    """Tunery's extension: a checkpoint's artifact (a tar), for its project and those it is shared with."""
     row = service.usable_checkpoint(session, caller, checkpoint)
-    archive = artifacts.checkpoint_archive(settings, row.job.id, row.step_number)
-    if not archive.is_file():
+    directory = artifacts.checkpoint_dir(settings, row.job.id, row.step_number)
+    if not directory.is_dir():
         raise NotFound(f"The adapter of {checkpoint} is no longer stored.", param="checkpoint")
-    name = f"{row.job.id}-step-{row.step_number}-adapter.tar.gz"
-    return FileResponse(archive, media_type="application/gzip", filename=name)
+    return artifacts.tar_response(directory, f"{row.job.id}-step-{row.step_number}-adapter.tar")

@@ -84,11 +84,21 @@ def upload(
         raise
 
 
-def store_result(session: Session, storage: FileStorage, project_pk: int, source: Path) -> File:
-    """Keep a file the worker produced (the step metrics CSV) as a file of the job's project."""
-    blob = storage.stage_copy(source)
+def stage_result(storage: FileStorage, source: Path) -> StagedBlob:
+    """Copy a file the worker produced (the step metrics CSV) into storage, not yet published.
+
+    The copy happens here, before the transaction that records the file (`store_result`): no file
+    copy inside a transaction. The caller discards the blob if that transaction never comes.
+    """
+    return storage.stage_copy(source)
+
+
+def store_result(
+    session: Session, storage: FileStorage, project_pk: int, blob: StagedBlob, filename: str
+) -> File:
+    """Record a staged result file as a file of the job's project (a row and a rename)."""
     try:
-        return _publish(session, storage, blob, project_pk, source.name, RESULTS_PURPOSE)
+        return _publish(session, storage, blob, project_pk, filename, RESULTS_PURPOSE)
     except BaseException:
         storage.discard(blob)
         raise

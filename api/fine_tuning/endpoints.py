@@ -6,7 +6,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from api.checkpoints import service as checkpoints
 from api.deps import CallerDep, JobCreationLimit, SessionDep, SettingsDep
@@ -91,38 +91,32 @@ def list_job_events(
     return Page.of([FineTuningJobEventObject.of(event) for event in rows], has_more)
 
 
-@router.get(
-    "/{job_id}/adapter",
-    response_class=FileResponse,
-    responses={
-        200: {"description": "A .tar.gz of the adapter directory.", "content": {"application/gzip": {}}}
-    },
-)
+@router.get("/{job_id}/adapter", response_class=StreamingResponse, responses=artifacts.DOWNLOAD_RESPONSES)
 def download_adapter(
     session: SessionDep,
     caller: CallerDep,
     settings: SettingsDep,
     job_id: str,
     checkpoint: Annotated[str | None, Query(description="A checkpoint id (ftckpt_...) of this job.")] = None,
-) -> FileResponse:
-    """Tunery's extension: the trained adapter (or a checkpoint's) as a .tar.gz in PEFT format."""
+) -> StreamingResponse:
+    """Tunery's extension: the trained artifact (or a checkpoint's) as a tar, unpacking to adapter/."""
     job = service.get_job(session, caller, job_id)
     if checkpoint is not None:
         row = checkpoints.checkpoint_of_job(session, job, checkpoint)
         if row is None:
             raise NotFound(f"No checkpoint {checkpoint} in fine-tuning job {job_id}", param="checkpoint")
-        archive = artifacts.checkpoint_archive(settings, job.id, row.step_number)
-        name = f"{job.id}-step-{row.step_number}-adapter.tar.gz"
+        directory = artifacts.checkpoint_dir(settings, job.id, row.step_number)
+        name = f"{job.id}-step-{row.step_number}-adapter.tar"
     else:
-        archive = artifacts.adapter_archive(settings, job.id)
-        name = f"{job.id}-adapter.tar.gz"
+        directory = artifacts.adapter_dir(settings, job.id)
+        name = f"{job.id}-adapter.tar"
     # The row decides: a deleted model's files may outlive the delete's commit for a moment.
     no_model = checkpoint is None and (job.fine_tuned_model is None or job.model_deleted_at is not None)
-    if no_model or not archive.is_file():
+    if no_model or not directory.is_dir():
         raise NotFound(
             f"Fine-tuning job {job_id} has no such adapter (status: {job.status}).", param="job_id"
         )
-    return FileResponse(archive, media_type="application/gzip", filename=name)
+    return artifacts.tar_response(directory, name)
 
 
 def _metadata_filters(request: Request) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from api import clock
@@ -43,14 +43,18 @@ def with_expired_leases(session: Session, now: int) -> list[FineTuningJob]:
     return list(session.scalars(query.with_for_update(of=FineTuningJob, skip_locked=True)))
 
 
-def in_status(session: Session, statuses: tuple[str, ...], *, older_than: int) -> list[FineTuningJob]:
-    """Jobs in `statuses` whose last event is older than `older_than` (nothing just happened to them)."""
-    # Correlated, so each candidate costs one lookup on the events' job index, not a scan of all events.
-    recent = exists().where(
-        FineTuningJobEvent.job_pk == FineTuningJob.pk, FineTuningJobEvent.created_at >= older_than
+def awaiting_delivery(
+    session: Session, statuses: tuple[str, ...], *, enqueued_before: int, now: int
+) -> list[FineTuningJob]:
+    """Jobs in `statuses` whose newest message went out before `enqueued_before` (or is not recorded)
+    and that no worker holds a live lease on: locked, skipping rows another transaction holds."""
+    query = select(FineTuningJob).where(
+        FineTuningJob.status.in_(statuses),
+        or_(FineTuningJob.enqueued_at.is_(None), FineTuningJob.enqueued_at < enqueued_before),
+        or_(FineTuningJob.lease_expires_at.is_(None), FineTuningJob.lease_expires_at <= now),
     )
-    query = select(FineTuningJob).where(FineTuningJob.status.in_(statuses), ~recent)
-    return list(session.scalars(query.order_by(FineTuningJob.pk)))
+    query = query.order_by(FineTuningJob.pk).with_for_update(of=FineTuningJob, skip_locked=True)
+    return list(session.scalars(query))
 
 
 def statuses_of(session: Session, job_ids: list[str]) -> dict[str, str]:

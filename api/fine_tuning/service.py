@@ -66,6 +66,8 @@ def create_job_once(
     else:
         job = create_job(session, store, caller, request)
     job_id = job.id
+    # The message goes out only once the job is committed: a worker must find the row it names.
+    queue.mark_enqueued(job)
     after_commit(session, lambda: queue.enqueue(settings, queue.VALIDATE_JOB, job_id))
     return job
 
@@ -169,6 +171,7 @@ def resume_job(session: Session, settings: Settings, caller: Caller, job_id: str
         raise InvalidTransition(f"Job {job.id} is {job.status}: only a paused job can be resumed.")
     where = f" from step {job.resume_step}" if job.resume_step else ""
     transition(session, job, QUEUED, f"Fine-tuning job resumed{where}")
+    queue.mark_enqueued(job)
     after_commit(session, lambda: queue.enqueue(settings, queue.RUN_JOB, job_id))
     return job
 

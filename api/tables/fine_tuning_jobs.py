@@ -48,6 +48,10 @@ class FineTuningJob(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[int | None]
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    # When the newest message for the job was sent (or, delayed, falls due). A queued or validating
+    # job whose message is much older than that and that no worker leases was lost by the broker:
+    # the reconciler sends another (worker/reconciler.py), with no need to read the broker's storage.
+    enqueued_at: Mapped[int | None]
     # A client's Idempotency-Key on create: a retried POST returns this job instead of a new one.
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
 

@@ -120,7 +120,8 @@ def test_fine_tune_a_lora_adapter_end_to_end(
         timeout=30,
     )
     assert archive.status_code == 200
-    with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as tar:
+    assert archive.headers["content-type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:") as tar:
         tar.extractall(tmp_path / "download", filter="data")
     assert_adapter_generates(tiny_model_dir, tmp_path / "download" / "adapter")
 

@@ -27,8 +27,9 @@ from openai import OpenAI
 from api import queue
 from api.config import Settings
 from api.models.store import ModelStore
+from tests.api.test_jobs import queued_job_ids
 from tests.conftest import TINY_MODEL
-from tests.support.processes import Cluster, trainer_pids
+from tests.support.processes import Cluster, trainer_pids, unread_bytes
 from tests.support.tiny_model import jsonl, toy_chat_examples
 
 pytestmark = pytest.mark.e2e
@@ -66,6 +67,17 @@ def wait(predicate: Callable[[], bool], what: str, cluster: Cluster, timeout: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}\n{cluster.log_tail()}")
         time.sleep(0.3)
+
+
+def broker_is_empty(settings: Settings) -> bool:
+    """No message waits on a queue or is delivered and not yet acknowledged (kombu's Redis layout)."""
+    assert settings.broker_url is not None
+    client = redis.Redis.from_url(settings.broker_url)
+    try:
+        waiting = client.llen(queue.TRAINING_QUEUE) + client.llen(queue.VALIDATION_QUEUE)
+        return waiting == 0 and client.hlen("unacked") == 0
+    finally:
+        client.close()
 
 
 def create_job(client: OpenAI) -> str:
@@ -147,7 +159,7 @@ def test_an_emptied_broker_loses_no_job(cluster: Cluster, settings: Settings) ->
     cluster.start_api()
     client = sdk(cluster)
     job_id = create_job(client)  # no worker yet: its message waits in Redis
-    assert queue.pending_job_ids(settings, queue.VALIDATION_QUEUE) == [job_id]
+    assert queued_job_ids(settings, queue.VALIDATION_QUEUE) == [job_id]
     assert settings.broker_url is not None
     redis.Redis.from_url(settings.broker_url).flushdb()  # a Redis restart without persistence
     cluster.start_worker()
@@ -165,7 +177,7 @@ def test_a_message_delivered_twice_trains_once(cluster: Cluster, settings: Setti
     queue.enqueue(settings, queue.RUN_JOB, job_id)  # what a redelivery after a lost ack looks like
     queue.enqueue(settings, queue.RUN_JOB, job_id)
     wait(lambda: status(client, job_id) == "succeeded", "the job to finish", cluster)
-    time.sleep(2)  # let the extra messages be consumed
+    wait(lambda: broker_is_empty(settings), "the extra messages to be consumed", cluster)
     history = messages(client, job_id)
     assert sum(m.startswith("Fine-tuning job started") for m in history) == 1
     assert client.fine_tuning.jobs.retrieve(job_id).status == "succeeded"
@@ -218,7 +230,8 @@ def test_an_upload_cut_off_by_a_killed_api_never_appears(cluster: Cluster) -> No
     uploader = threading.Thread(target=upload, daemon=True)
     uploader.start()
     assert sent.wait(30)
-    time.sleep(0.5)
+    # Mid-body, with what was sent so far read by the API: the kill lands inside its parsing.
+    wait(lambda: unread_bytes(cluster.port) == 0, "the API to read what was sent", cluster, timeout=30)
     assert cluster.api is not None
     cluster.api.send_signal(signal.SIGKILL)
     cluster.api.wait()

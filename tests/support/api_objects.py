@@ -31,9 +31,13 @@ def set_status(app: Any, job_id: str, *statuses: str) -> None:
 
 
 def succeed_with_checkpoints(app: Any, job_id: str, steps: tuple[int, ...] = (4, 8)) -> list[str]:
-    """Finish a job as the worker would, with one checkpoint per step in `steps` and adapter archives."""
+    """Finish a job as the worker would, with one checkpoint per step in `steps` and their artifacts."""
     settings = app.state.settings
     set_status(app, job_id, RUNNING)
+    # Files first, then the rows that make them visible: the worker's order.
+    for step in steps:
+        _fake_artifact(artifacts.checkpoint_dir(settings, job_id, step))
+    _fake_artifact(artifacts.adapter_dir(settings, job_id))
     names = []
     with session_scope(app.state.sessionmaker) as session:
         job = repository.get_for_update(session, job_id)
@@ -41,15 +45,12 @@ def succeed_with_checkpoints(app: Any, job_id: str, steps: tuple[int, ...] = (4,
         for step in steps:
             row: FineTuningCheckpoint = checkpoints.record(session, job, step, {**METRICS, "step": step})
             names.append(row.fine_tuned_model_checkpoint)
-            _fake_archive(artifacts.checkpoint_archive(settings, job.id, step))
         job.fine_tuned_model = fine_tuned_model_name(job)
-        artifacts.adapter_dir(settings, job.id).mkdir(parents=True)
-        _fake_archive(artifacts.adapter_archive(settings, job.id))
         transition(session, job, SUCCEEDED, "done")
     return names
 
 
-def _fake_archive(path: Path) -> None:
+def _fake_artifact(directory: Path) -> None:
     # The bytes are not a real adapter: these tests are about who may fetch it, not what it holds.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"archive of " + path.name.encode())
+    directory.mkdir(parents=True)
+    (directory / "adapter_config.json").write_bytes(b"artifact of " + directory.name.encode())

@@ -159,6 +159,21 @@ def trainer_pids(job_id: str) -> list[int]:
     return pids
 
 
+def unread_bytes(port: int) -> int:
+    """Bytes that clients sent to the server on 127.0.0.1:`port` and it has not read yet: the receive
+    queues of its established connections, as the kernel reports them in /proc/net/tcp."""
+    waiting = 0
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
+                waiting += int(queues.split(":")[1], 16)
+    return waiting
+
+
 def child_pids(parent: int) -> list[int]:
     children = []
     for pid, proc in _processes():

@@ -98,11 +98,18 @@ def build_tiny_tokenizer() -> Any:
     )
 
 
-def build_tiny_chat_model(directory: Path, with_biases: bool = False) -> Path:
+def build_tiny_chat_model(
+    directory: Path,
+    with_biases: bool = False,
+    hidden_size: int = 64,
+    intermediate_size: int = 128,
+    num_hidden_layers: int = 2,
+) -> Path:
     """Save a random 2-layer Llama and its tokenizer under `directory`; return the directory.
 
     `with_biases` gives every attention and MLP projection a bias, as Qwen and GPT-2 style models have
-    and Llama has not: what BitFit needs to train.
+    and Llama has not: what BitFit needs to train. The sizes make a heavier model where a test needs
+    weights that take time to write, with the same tokenizer and toy data.
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -114,9 +121,9 @@ def build_tiny_chat_model(directory: Path, with_biases: bool = False) -> Path:
     pad_id = tokenizer.convert_tokens_to_ids("<pad>")
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,

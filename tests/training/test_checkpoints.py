@@ -78,7 +78,7 @@ class TestEpochCheckpoints:
 
     def test_completed_names_the_artifact_and_its_format(self, clean_run):
         completed = clean_run.events[-1]
-        assert completed["artifact_dir"] == completed["adapter_dir"] == str(clean_run.spec.artifact_dir)
+        assert completed["artifact_dir"] == str(clean_run.spec.artifact_dir)
         assert completed["artifact_format"] == "peft"
         assert completed["labels"] is None
 

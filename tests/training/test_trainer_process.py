@@ -87,7 +87,7 @@ class TestProtocol:
         completed = finished_run.events[-1]
         assert completed["event"] == "completed"
         assert completed["trained_tokens"] == tokens_per_epoch * 3
-        assert completed["adapter_dir"] == str(finished_run.spec.adapter_dir)
+        assert completed["artifact_dir"] == str(finished_run.spec.artifact_dir)
         assert completed["result_file"] == str(finished_run.spec.result_file)
 
     def test_loss_falls_from_first_to_last_epoch(self, finished_run):

@@ -37,9 +37,14 @@ def _env() -> dict[str, str]:
 
 
 def _parse(stdout: str) -> list[dict]:
-    # The protocol's first promise: stdout holds JSON objects, one a line, and nothing else.
+    # The protocol's first promise: stdout holds JSON objects, one a line, and nothing else; and
+    # each is an event the worker reads (parse_line raises on any other).
+    from worker.training.progress import parse_line
+
     events = [json.loads(line) for line in stdout.splitlines()]
     assert all(isinstance(event, dict) and "event" in event for event in events), stdout
+    for line in stdout.splitlines():
+        parse_line(line)
     return events
 
 

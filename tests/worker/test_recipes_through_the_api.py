@@ -24,7 +24,8 @@ from tests.support.tiny_model import (
     toy_preference_examples,
     write_jsonl,
 )
-from worker import job_runner
+from worker.jobs.run import run_job
+from worker.jobs.validate import validate_job
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -55,8 +56,8 @@ def train(client: TestClient, runtime: Runtime, body: dict[str, Any]) -> dict[st
     created = client.post("/v1/fine_tuning/jobs", json=body)
     assert created.status_code == 200, created.text
     job_id = created.json()["id"]
-    job_runner.validate_job(runtime, job_id)
-    job_runner.run_job(runtime, job_id)
+    validate_job(runtime, job_id)
+    run_job(runtime, job_id)
     return client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
 
 

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from worker.training.progress import ProgressWriter, take_over_stdout
+from worker.training.progress import Completed, ProgressWriter, Stopped, take_over_stdout
 from worker.training.spec import TrainingSpec
 
 if TYPE_CHECKING:
@@ -51,21 +51,17 @@ def main(argv: list[str]) -> int:
     from worker.training.artifacts import StoppedOutcome
 
     if isinstance(outcome, StoppedOutcome):
-        progress.emit(
-            "stopped",
-            step=outcome.step,
-            resume_from=str(outcome.resume_from) if outcome.resume_from else None,
-        )
+        resume_from = str(outcome.resume_from) if outcome.resume_from else None
+        progress.emit(Stopped(step=outcome.step, resume_from=resume_from))
         return 0
     progress.emit(
-        "completed",
-        trained_tokens=outcome.trained_tokens,
-        artifact_dir=str(outcome.artifact_dir),
-        artifact_format=outcome.artifact_format,
-        # The walking skeleton's name for artifact_dir, which the worker on main still reads.
-        adapter_dir=str(outcome.artifact_dir),
-        result_file=str(outcome.result_file),
-        labels=outcome.labels,
+        Completed(
+            trained_tokens=outcome.trained_tokens,
+            artifact_dir=str(outcome.artifact_dir),
+            artifact_format=outcome.artifact_format,
+            result_file=str(outcome.result_file),
+            labels=outcome.labels,
+        )
     )
     return 0
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.training.callbacks import StepMetrics
+from worker.training.progress import ArtifactFormat
 from worker.training.spec import TrainingSpec
 
 RESULT_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
@@ -35,7 +36,7 @@ class TrainingOutcome:
 
     trained_tokens: int
     artifact_dir: Path
-    artifact_format: str  # "peft" or "model"
+    artifact_format: ArtifactFormat
     result_file: Path
     labels: list[str] | None = None
 
@@ -48,7 +49,7 @@ class StoppedOutcome:
     resume_from: Path | None
 
 
-def artifact_format(spec: TrainingSpec) -> str:
+def artifact_format(spec: TrainingSpec) -> ArtifactFormat:
     return "peft" if spec.recipe.is_peft else "model"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from worker.training.base_model import count_parameters
-from worker.training.progress import ProgressWriter
+from worker.training.progress import Metrics, ProgressWriter, Started
 
 
 @dataclass
@@ -66,12 +66,13 @@ class ProgressCallback(TrainerCallback):
             return
         trainable, total = count_parameters(model) if model is not None else (0, 0)
         self.writer.emit(
-            "started",
-            total_steps=state.max_steps,
-            n_examples=self.n_examples,
-            n_epochs=self.n_epochs,
-            trainable_params=trainable,
-            total_params=total,
+            Started(
+                total_steps=state.max_steps,
+                n_examples=self.n_examples,
+                n_epochs=self.n_epochs,
+                trainable_params=trainable,
+                total_params=total,
+            )
         )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -117,13 +118,14 @@ class ProgressCallback(TrainerCallback):
         row, self._pending = self._pending, None
         self.rows.append(row)
         self.writer.emit(
-            "metrics",
-            step=row.step,
-            total_steps=self._total_steps,
-            epoch=row.epoch,
-            train_loss=row.train_loss,
-            train_mean_token_accuracy=row.train_accuracy,
-            learning_rate=row.learning_rate,
-            valid_loss=row.valid_loss,
-            valid_mean_token_accuracy=row.valid_mean_token_accuracy,
+            Metrics(
+                step=row.step,
+                total_steps=self._total_steps,
+                epoch=row.epoch,
+                train_loss=row.train_loss,
+                train_mean_token_accuracy=row.train_accuracy,
+                learning_rate=row.learning_rate,
+                valid_loss=row.valid_loss,
+                valid_mean_token_accuracy=row.valid_mean_token_accuracy,
+            )
         )

@@ -27,7 +27,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from worker.training.callbacks import ProgressCallback, StepMetrics
-from worker.training.progress import ProgressWriter
+from worker.training.progress import Checkpoint, CheckpointMetrics, ProgressWriter, Resumable
 from worker.training.spec import TrainingSpec
 
 # Beside the Trainer's files in a resumable checkpoint: what the Trainer does not keep for us.
@@ -135,7 +135,7 @@ class CheckpointCallback(TrainerCallback):
         )
         self._last_save = time.monotonic()
         self.last_resumable = checkpoint_dir
-        self.writer.emit("resumable", step=step, path=str(checkpoint_dir))
+        self.writer.emit(Resumable(step=step, path=str(checkpoint_dir)))
         if _at_epoch_end(state) and model is not None:
             self._export_epoch_checkpoint(model, step, round(state.epoch or 0), rows)
         return control
@@ -144,20 +144,21 @@ class CheckpointCallback(TrainerCallback):
         artifact_dir = self.save_artifact(model, self.spec.checkpoints_dir / f"step-{step}")
         row = next((row for row in reversed(rows) if row.step == step), None)
         self.writer.emit(
-            "checkpoint",
-            step=step,
-            epoch=epoch,
-            artifact_dir=str(artifact_dir),
-            metrics={
-                "step": step,
-                "train_loss": row.train_loss if row else None,
-                "train_mean_token_accuracy": row.train_accuracy if row else None,
-                "valid_loss": row.valid_loss if row else None,
-                "valid_mean_token_accuracy": row.valid_mean_token_accuracy if row else None,
-                # The epoch-end evaluation runs over the whole validation set, so it is the "full" one.
-                "full_valid_loss": row.valid_loss if row else None,
-                "full_valid_mean_token_accuracy": row.valid_mean_token_accuracy if row else None,
-            },
+            Checkpoint(
+                step=step,
+                epoch=epoch,
+                artifact_dir=str(artifact_dir),
+                metrics=CheckpointMetrics(
+                    step=step,
+                    train_loss=row.train_loss if row else None,
+                    train_mean_token_accuracy=row.train_accuracy if row else None,
+                    valid_loss=row.valid_loss if row else None,
+                    valid_mean_token_accuracy=row.valid_mean_token_accuracy if row else None,
+                    # The epoch-end evaluation runs over the whole validation set: it is the "full" one.
+                    full_valid_loss=row.valid_loss if row else None,
+                    full_valid_mean_token_accuracy=row.valid_mean_token_accuracy if row else None,
+                ),
+            )
         )
 
 

@@ -1,0 +1,62 @@
+"""Each line the trainer writes, recorded on the job as it comes: events, metrics, the estimate of the
+finish, checkpoints and where a stopped run would resume.
+
+Each line is one short transaction, so the API shows progress live, and no transaction here waits on
+files: a checkpoint's directory is moved into place before its row is written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+from api import clock
+from api.db import session_scope
+from api.fine_tuning import repository
+from worker.jobs.publish import store_checkpoint
+from worker.jobs.stage import workdir
+from worker.runtime import Runtime
+from worker.supervisor import UnreadableLine
+from worker.training.progress import Checkpoint, Message, Metrics, Resumable, Started, Stopped, TrainerEvent
+
+
+def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, started: int) -> None:
+    """Record one trainer line; `started` is when the run began (unix seconds), for the estimate."""
+    if isinstance(event, Checkpoint):
+        store_checkpoint(rt, job_id, event)  # its files first, then its own short transaction
+        return
+    with session_scope(rt.sessions) as session:
+        job = repository.get_for_update(session, job_id)
+        if job is None:
+            return
+        if isinstance(event, Metrics):
+            step, total, loss = event.step, event.total_steps, event.train_loss
+            message = f"Step {step}/{total}" + (f": training loss={loss:.4f}" if loss is not None else "")
+            repository.add_event(session, job, message, type="metrics", data=asdict(event))
+            first = job.resume_step or 0
+            if step > first:
+                elapsed = clock.now() - started
+                job.estimated_finish = clock.now() + int(elapsed * (total - step) / (step - first))
+        elif isinstance(event, Started):
+            repository.add_event(
+                session,
+                job,
+                f"Training {event.trainable_params} of {event.total_params} parameters "
+                f"for {event.total_steps} steps",
+                data=asdict(event),
+            )
+        elif isinstance(event, Resumable | Stopped):
+            path = event.path if isinstance(event, Resumable) else event.resume_from
+            if path is not None:
+                job.resume_from = os.path.relpath(path, workdir(rt, job_id))
+                job.resume_step = event.step
+        elif isinstance(event, Message):
+            repository.add_event(session, job, event.message, level=event.level)
+        elif isinstance(event, UnreadableLine):
+            # A trainer and a worker that disagree on the protocol: say so where someone will look.
+            repository.add_event(
+                session,
+                job,
+                f"The trainer wrote a line the worker cannot read ({event.problem}): {event.line[:500]}",
+                level="warn",
+            )

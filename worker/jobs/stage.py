@@ -1,0 +1,90 @@
+"""A job's work directory: its inputs put in, and the TrainingSpec that describes the run.
+
+A job with a resumable checkpoint keeps its work directory (the checkpoint lives there) and continues
+from it; otherwise the directory starts empty. What the run needs is read in one short transaction;
+the files are put in place after it (hard links where the filesystem allows: no copy at all).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.db import session_scope
+from api.files import repository as files
+from api.fine_tuning import hyperparameters, repository
+from worker.jobs.place import link_file
+from worker.runtime import Runtime
+from worker.training.spec import Recipe, TrainingSpec
+
+
+def workdir(rt: Runtime, job_id: str) -> Path:
+    return rt.settings.jobs_path / job_id
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    spec: TrainingSpec
+    files: dict[str, str]
+    """The name each input takes in the work directory -> its key in file storage."""
+    fresh: bool
+    """No checkpoint to resume from: the work directory starts empty."""
+
+
+def stage(rt: Runtime, job_id: str) -> TrainingSpec:
+    inputs = _read(rt, job_id)
+    directory = workdir(rt, job_id)
+    if inputs.fresh:
+        shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, key in inputs.files.items():
+        link_file(rt.file_storage.path(key), directory / name)
+    inputs.spec.write(directory / "spec.json")
+    return inputs.spec
+
+
+def _read(rt: Runtime, job_id: str) -> _Inputs:
+    directory = workdir(rt, job_id)
+    with session_scope(rt.sessions) as session:
+        job = repository.get_for_update(session, job_id)
+        if job is None:
+            raise RuntimeError(f"job {job_id} was deleted")
+        resume_from = directory / job.resume_from if job.resume_from else None
+        if resume_from is None or not resume_from.is_dir():  # a stat, not file work
+            resume_from = None
+            job.resume_from = job.resume_step = None
+        keys = {}
+        for name, file_id in (("train.jsonl", job.training_file), ("validation.jsonl", job.validation_file)):
+            if file_id is None:
+                continue
+            row = files.get_any_project(session, file_id)
+            if row is None:
+                raise RuntimeError(f"file {file_id} was deleted")
+            keys[name] = row.storage_key
+        model, hp, method, recipe, seed = job.model, job.hyperparameters, job.method, job.recipe, job.seed
+    base = rt.model_store.get(model)
+    if base is None:
+        raise RuntimeError(f"base model {model} is no longer in the model store")
+    recipe_spec = Recipe.from_dict(recipe)
+    spec = TrainingSpec(
+        job_id=job_id,
+        base_model_dir=str(base.path),
+        training_file=str(directory / "train.jsonl"),
+        validation_file=str(directory / "validation.jsonl") if "validation.jsonl" in keys else None,
+        output_dir=str(directory / "output"),
+        n_epochs=hp["n_epochs"],
+        batch_size=hp["batch_size"],
+        learning_rate=hyperparameters.learning_rate(
+            recipe_spec.type, method["type"], hp["learning_rate_multiplier"]
+        ),
+        seed=seed,
+        method=method["type"],
+        recipe=recipe_spec,
+        beta=hp.get("beta", 0.1),
+        labels=method.get("labels"),
+        checkpoint_every_steps=rt.settings.checkpoint_every_steps,
+        checkpoint_every_minutes=rt.settings.checkpoint_every_minutes,
+        resume_from=str(resume_from) if resume_from else None,
+    )
+    return _Inputs(spec, keys, fresh=resume_from is None)
