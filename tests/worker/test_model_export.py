@@ -146,3 +146,24 @@ def _logits(model, tokenizer_dir: Path) -> torch.Tensor:  # type: ignore[no-unty
     model.eval()
     with torch.no_grad():
         return model(**inputs).logits
+
+
+def test_the_cli_export_writes_both_formats(
+    lora_model: dict, app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from api.cli import main
+
+    monkeypatch.setenv("TUNERY_DATA_DIR", str(app.state.settings.data_dir))
+    assert (
+        main(["models", "export", lora_model["name"], "--format", "adapter", "-o", str(tmp_path / "a")]) == 0
+    )
+    assert (tmp_path / "a" / "adapter_model.safetensors").read_bytes() == (
+        lora_model["dir"] / "adapter_model.safetensors"
+    ).read_bytes()
+    assert (
+        main(["models", "export", lora_model["name"], "--format", "merged", "-o", str(tmp_path / "m")]) == 0
+    )
+    assert json.loads((tmp_path / "m" / "tunery.json").read_text())["export"]["check"]["passed"] is True
+    assert artifacts.merged_dir(app.state.settings, lora_model["job_id"], None).is_dir()  # kept for the API
+    assert main(["models", "export", "ft:nothing", "-o", str(tmp_path / "x")]) == 2
+    assert "No fine-tuned or checkpoint model" in capsys.readouterr().err

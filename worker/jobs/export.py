@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from api.db import session_scope
@@ -22,7 +23,9 @@ from worker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def export_model(rt: Runtime, job_id: str, step: int | None) -> Path | None:
+def export_model(
+    rt: Runtime, job_id: str, step: int | None, on_stage: Callable[[str], None] | None = None
+) -> Path | None:
     """The merged export of the job's model (`step` None) or of its checkpoint at `step`; None when
     there is nothing to export (the model was deleted) or it was not offered (its check failed)."""
     target = artifacts.merged_dir(rt.settings, job_id, step)
@@ -48,7 +51,7 @@ def export_model(rt: Runtime, job_id: str, step: int | None) -> Path | None:
     from worker.training.merge import MergeCheckFailed, merge_adapter  # torch: only when merging
 
     try:
-        report = merge_adapter(source, base.path, staging)
+        report = merge_adapter(source, base.path, staging, on_stage)
     except MergeCheckFailed as exc:
         shutil.rmtree(staging, ignore_errors=True)
         _not_offered(rt, job_id, target, str(exc))
