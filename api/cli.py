@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     imp.set_defaults(run=cmd_models_import)
     listing = models.add_parser("list", help="list the base models in the store")
     listing.set_defaults(run=cmd_models_list)
+    exporting = models.add_parser("export", help="write a fine-tuned or checkpoint model to a directory")
+    exporting.add_argument("model", help="a fine-tuned model (ft:...) or checkpoint model (...:ckpt-step-N)")
+    exporting.add_argument("--format", choices=("adapter", "merged"), default="adapter")
+    exporting.add_argument("-o", "--output", type=Path, required=True, help="a new or empty directory")
+    exporting.set_defaults(run=cmd_models_export)
     return parser
 
 
@@ -149,6 +154,16 @@ def cmd_models_list(_args: argparse.Namespace) -> None:
 
     for entry in ModelStore(Settings().models_path).list():
         print(f"{entry.id}\t{entry.path}")
+
+
+def cmd_models_export(args: argparse.Namespace) -> None:
+    from worker.model_export import ExportError, export
+
+    try:
+        out = export(Settings(), args.model, args.format, args.output)
+    except ExportError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    print(out)
 
 
 def cmd_api(_args: argparse.Namespace) -> None:

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         description="Requests the embedded backend lets wait while it generates for another (it generates "
         "for one at a time); past it, requests get 429 with Retry-After.",
     )
+    vllm_max_lora_rank: int = Field(
+        default=64,
+        ge=1,
+        description="The largest LoRA rank the `serving` field of a model counts as loadable by vLLM as it "
+        "is: vLLM's --max-lora-rank of the deployment (vLLM's own default is 16).",
+    )
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
 

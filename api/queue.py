@@ -20,12 +20,16 @@ from api.tables import FineTuningJob
 
 VALIDATE_JOB = "tunery.validate_job"
 RUN_JOB = "tunery.run_job"
+EXPORT_MODEL = "tunery.export_model"
 
 # Validation is light CPU work; training wants a GPU worker. Separate queues let a deployment run
 # a few cheap validators and one trainer per GPU.
 VALIDATION_QUEUE = "tunery.validation"
 TRAINING_QUEUE = "tunery.training"
-QUEUE_OF_TASK = {VALIDATE_JOB: VALIDATION_QUEUE, RUN_JOB: TRAINING_QUEUE}
+# A merged export loads a base model (torch, memory, a GPU if there is one) but must not wait behind
+# hours of training: its own queue, which `tunery worker` consumes with the others by default.
+EXPORT_QUEUE = "tunery.export"
+QUEUE_OF_TASK = {VALIDATE_JOB: VALIDATION_QUEUE, RUN_JOB: TRAINING_QUEUE, EXPORT_MODEL: EXPORT_QUEUE}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -87,8 +91,10 @@ def mark_enqueued(job: FineTuningJob, countdown: float | None = None) -> None:
     job.enqueued_at = clock.now() + math.ceil(countdown or 0)
 
 
-def enqueue(settings: Settings, task_name: str, job_id: str, *, countdown: float | None = None) -> None:
-    """Ring the doorbell for a job. Call only after the transaction that changed the job (and marked
-    it enqueued: `mark_enqueued`) committed."""
+def enqueue(
+    settings: Settings, task_name: str, job_id: str, *more: str | int | None, countdown: float | None = None
+) -> None:
+    """Ring the doorbell for a job (`more`: the task's other ids, as EXPORT_MODEL's step). Call only
+    after the transaction that changed the job (and marked it enqueued: `mark_enqueued`) committed."""
     app = _client((settings.broker_url, str(settings.data_path)))
-    app.send_task(task_name, args=[job_id], queue=QUEUE_OF_TASK[task_name], countdown=countdown)
+    app.send_task(task_name, args=[job_id, *more], queue=QUEUE_OF_TASK[task_name], countdown=countdown)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import Celery
 
 from api import queue
-from worker.jobs import run, validate
+from worker.jobs import export, run, validate
 from worker.runtime import runtime
 
 
@@ -21,6 +21,11 @@ def run_job(job_id: str) -> None:
     run.run_job(runtime(), job_id)
 
 
+def export_model(job_id: str, step: int | None) -> None:
+    export.export_model(runtime(), job_id, step)
+
+
 def register(app: Celery) -> None:
     app.task(name=queue.VALIDATE_JOB)(validate_job)
     app.task(name=queue.RUN_JOB)(run_job)
+    app.task(name=queue.EXPORT_MODEL)(export_model)

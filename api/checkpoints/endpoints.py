@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from api.checkpoints import service
 from api.checkpoints.schemas import (
@@ -20,7 +20,7 @@ from api.checkpoints.schemas import (
 )
 from api.deps import CallerDep, SessionDep, SettingsDep
 from api.errors import NotFound
-from api.fine_tuning import artifacts
+from api.fine_tuning import artifacts, tar_download
 from api.pagination import Page
 
 router = APIRouter(tags=["checkpoints"])
@@ -76,14 +76,14 @@ def delete_checkpoint_permission(
 @router.get(
     "/v1/fine_tuning/checkpoints/{checkpoint:path}/adapter",
     response_class=StreamingResponse,
-    responses=artifacts.DOWNLOAD_RESPONSES,
+    responses=tar_download.DOWNLOAD_RESPONSES,
 )
 def download_checkpoint_adapter(
-    session: SessionDep, caller: CallerDep, settings: SettingsDep, checkpoint: str
-) -> StreamingResponse:
+    request: Request, session: SessionDep, caller: CallerDep, settings: SettingsDep, checkpoint: str
+) -> Response:
     """Tunery's extension: a checkpoint's artifact (a tar), for its project and those it is shared with."""
     row = service.usable_checkpoint(session, caller, checkpoint)
     directory = artifacts.checkpoint_dir(settings, row.job.id, row.step_number)
     if not directory.is_dir():
         raise NotFound(f"The adapter of {checkpoint} is no longer stored.", param="checkpoint")
-    return artifacts.tar_response(directory, f"{row.job.id}-step-{row.step_number}-adapter.tar")
+    return tar_download.tar_response(request, directory, f"{row.job.id}-step-{row.step_number}-adapter.tar")

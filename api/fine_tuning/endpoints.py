@@ -6,12 +6,12 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from api.checkpoints import service as checkpoints
 from api.deps import CallerDep, JobCreationLimit, SessionDep, SettingsDep
 from api.errors import InvalidRequest, NotFound
-from api.fine_tuning import artifacts, service
+from api.fine_tuning import artifacts, service, tar_download
 from api.fine_tuning.schemas import FineTuningJobEventObject, FineTuningJobObject, JobCreate
 from api.models.endpoints import ModelStoreDep
 from api.pagination import Page
@@ -91,14 +91,15 @@ def list_job_events(
     return Page.of([FineTuningJobEventObject.of(event) for event in rows], has_more)
 
 
-@router.get("/{job_id}/adapter", response_class=StreamingResponse, responses=artifacts.DOWNLOAD_RESPONSES)
+@router.get("/{job_id}/adapter", response_class=StreamingResponse, responses=tar_download.DOWNLOAD_RESPONSES)
 def download_adapter(
+    request: Request,
     session: SessionDep,
     caller: CallerDep,
     settings: SettingsDep,
     job_id: str,
     checkpoint: Annotated[str | None, Query(description="A checkpoint id (ftckpt_...) of this job.")] = None,
-) -> StreamingResponse:
+) -> Response:
     """Tunery's extension: the trained artifact (or a checkpoint's) as a tar, unpacking to adapter/."""
     job = service.get_job(session, caller, job_id)
     if checkpoint is not None:
@@ -116,7 +117,7 @@ def download_adapter(
         raise NotFound(
             f"Fine-tuning job {job_id} has no such adapter (status: {job.status}).", param="job_id"
         )
-    return artifacts.tar_response(directory, name)
+    return tar_download.tar_response(request, directory, name)
 
 
 def _metadata_filters(request: Request) -> dict[str, str]:

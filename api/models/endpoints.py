@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.deps import CallerDep, SessionDep, SettingsDep
-from api.models import service
+from api.fine_tuning import tar_download
+from api.models import downloads, service
 from api.models.schemas import ModelDeleted, ModelList, ModelObject
 from api.models.store import ModelStore
 
@@ -21,16 +23,50 @@ def get_model_store(request: Request) -> ModelStore:
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
 
 
-@router.get("", response_model=ModelList)
+@router.get("", response_model=ModelList, response_model_exclude_none=True)
 def list_models(session: SessionDep, caller: CallerDep, store: ModelStoreDep) -> ModelList:
     return ModelList(data=service.list_models(session, store, caller))
 
 
-@router.get("/{model_id:path}", response_model=ModelObject)
+# Before retrieve: its `{model_id:path}` would take ".../download" as part of the id.
+@router.get(
+    "/{model_id:path}/download",
+    response_class=StreamingResponse,
+    responses={**tar_download.DOWNLOAD_RESPONSES, 202: {"description": "The merged export is being made."}},
+)
+def download_model(
+    request: Request,
+    session: SessionDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    store: ModelStoreDep,
+    model_id: str,
+    format: Annotated[
+        downloads.Format,
+        Query(description="adapter: the artifact as trained; merged: the base with the adapter merged in."),
+    ] = "adapter",
+) -> Response:
+    """Tunery's extension: a fine-tuned or checkpoint model as a tar, unpacking to adapter/ or model/."""
+    artifact = downloads.find_artifact(session, settings, store, caller, model_id)
+    if format == "adapter":
+        return tar_download.tar_response(request, artifact.directory, f"{artifact.stem}-adapter.tar")
+    merged = downloads.merged_export(session, settings, artifact)
+    if merged is None:
+        return JSONResponse(
+            downloads.preparing_body(artifact),
+            status_code=202,
+            headers={"Retry-After": str(downloads.RETRY_AFTER_SECONDS)},
+        )
+    return tar_download.tar_response(
+        request, merged, f"{artifact.stem}-merged.tar", root=downloads.MERGED_ROOT
+    )
+
+
+@router.get("/{model_id:path}", response_model=ModelObject, response_model_exclude_none=True)
 def retrieve_model(
-    session: SessionDep, caller: CallerDep, store: ModelStoreDep, model_id: str
+    session: SessionDep, caller: CallerDep, settings: SettingsDep, store: ModelStoreDep, model_id: str
 ) -> ModelObject:
-    return service.get_model(session, store, caller, model_id)
+    return service.get_model(session, settings, store, caller, model_id)
 
 
 @router.delete("/{model_id:path}", response_model=ModelDeleted)

@@ -3,6 +3,8 @@ checkpoints, and checkpoints other projects shared with it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy.orm import Session
 
 from api import clock
@@ -15,6 +17,7 @@ from api.fine_tuning import artifacts
 from api.fine_tuning import service as jobs
 from api.inference.unloading import unload_everywhere
 from api.models.schemas import ModelObject
+from api.models.serving import serving_of
 from api.models.store import ModelStore
 from api.tables import FineTuningCheckpoint, FineTuningJob
 
@@ -28,17 +31,29 @@ def list_models(session: Session, store: ModelStore, caller: Caller) -> list[Mod
     return base + tuned + saved
 
 
-def get_model(session: Session, store: ModelStore, caller: Caller, model_id: str) -> ModelObject:
+def get_model(
+    session: Session, settings: Settings, store: ModelStore, caller: Caller, model_id: str
+) -> ModelObject:
+    """The model; for a fine-tuned or checkpoint model with `serving` (reads two small JSON files)."""
     entry = store.get(model_id)
     if entry is not None:
         return ModelObject(id=entry.id, created=entry.created, owned_by=BASE_OWNER)
     job = jobs.job_of_model(session, caller, model_id)
     if job is not None:
-        return _tuned(job)
+        return _with_serving(_tuned(job), settings, store, job.model, artifacts.adapter_dir(settings, job.id))
     checkpoint = checkpoints.find_usable_checkpoint(session, caller, model_id)
     if checkpoint is not None:
-        return _checkpoint(checkpoint)
+        directory = artifacts.checkpoint_dir(settings, checkpoint.job.id, checkpoint.step_number)
+        return _with_serving(_checkpoint(checkpoint), settings, store, checkpoint.job.model, directory)
     raise model_not_found(model_id)
+
+
+def _with_serving(
+    model: ModelObject, settings: Settings, store: ModelStore, base_model: str, directory: Path
+) -> ModelObject:
+    base = store.get(base_model)
+    verdict = serving_of(directory, base.path if base else None, settings.vllm_max_lora_rank)
+    return model.model_copy(update={"serving": verdict})
 
 
 def delete_model(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.fine_tuning import artifacts
+from api.fine_tuning import artifacts, tar_download
 from tests.api.test_checkpoints_and_models import unpacked
 from tests.api.test_jobs import create
 from tests.support.api_objects import succeed_with_checkpoints
@@ -66,19 +66,19 @@ class TestTarOf:
     ) -> None:
         model = tmp_path / "model"
         (model / "tokenizer").mkdir(parents=True)
-        weights = os.urandom(3 * artifacts.CHUNK + 7)  # several chunks and a partial block
+        weights = os.urandom(3 * tar_download.CHUNK + 7)  # several chunks and a partial block
         (model / "model.safetensors").write_bytes(weights)
         (model / "config.json").write_text('{"model_type": "llama"}')
         (model / "tokenizer" / "tokenizer.json").write_text("{}")
         (model / "empty.txt").write_bytes(b"")
 
-        length, chunks = artifacts.tar_of(model)
+        length, chunks = tar_download.tar_of(model)
         sizes = []
         archive = io.BytesIO()
         for chunk in chunks:
             sizes.append(len(chunk))
             archive.write(chunk)
-        assert max(sizes) <= artifacts.CHUNK
+        assert max(sizes) <= tar_download.CHUNK
         assert archive.tell() == length
 
         with tarfile.open(fileobj=io.BytesIO(archive.getvalue()), mode="r:") as tar:
@@ -94,7 +94,7 @@ class TestTarOf:
         model = tmp_path / "model"
         model.mkdir()
         (model / "model.safetensors").write_bytes(b"x" * 5000)
-        _, chunks = artifacts.tar_of(model)
+        _, chunks = tar_download.tar_of(model)
         next(chunks)  # the root directory's header: the file's size is already promised
         (model / "model.safetensors").write_bytes(b"x" * 10)
         with pytest.raises(OSError, match="shrank"):
