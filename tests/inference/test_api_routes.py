@@ -40,7 +40,7 @@ def other_client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
 def tuned(client: TestClient, app, training_file: str) -> dict:  # type: ignore[no-untyped-def]
     job = create(client, training_file, suffix="demo").json()
     succeed_with_checkpoints(app, job["id"], steps=(4,))
-    artifacts.checkpoint_dir(app.state.settings, job["id"], 4).mkdir(parents=True)
+    artifacts.checkpoint_dir(app.state.settings, job["id"], 4).mkdir(parents=True, exist_ok=True)
     return client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
 
 
