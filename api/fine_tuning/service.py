@@ -190,6 +190,11 @@ def record_event(session: Session, job: FineTuningJob, message: str) -> None:
     repository.add_event(session, job, message)
 
 
+def method_task(job: FineTuningJob) -> str:
+    """The kind of model the job's method trains: "CAUSAL_LM" (it chats) or "SEQ_CLS" (it classifies)."""
+    return METHODS[(job.method or {}).get("type") or DEFAULT_METHOD].task
+
+
 def fine_tuned_model_name(job: FineTuningJob) -> str:
     """OpenAI's form: ft:{base}:{organization}:{suffix}:{id}, the suffix segment empty when absent."""
     return f"ft:{job.model}:{job.project.name}:{job.suffix or ''}:{job.id[-8:]}"

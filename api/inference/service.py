@@ -65,5 +65,5 @@ def _tuned(model: str, job: FineTuningJob, directory: Path) -> ServedModel:
     if not directory.is_dir():
         # A model whose files are gone (being deleted, or never stored) can't answer.
         raise model_not_found(model, param="model")
-    task: Task = "classify" if (job.method or {}).get("type") == "classification" else "generate"
+    task: Task = "classify" if jobs.method_task(job) == "SEQ_CLS" else "generate"
     return ServedModel(model, BackendTarget(base_model=job.model, artifact_dir=str(directory)), task)

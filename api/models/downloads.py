@@ -86,7 +86,7 @@ def find_artifact(
         job = row.job
     if not artifact.directory.is_dir():
         raise model_not_found(model_id)  # its files are gone (being deleted, or never stored)
-    classifier = (job.method or {}).get("type") == "classification"
+    classifier = jobs.method_task(job) == "SEQ_CLS"
     return ModelArtifact(artifact.model, artifact.job_id, artifact.step, artifact.directory, classifier)
 
 

@@ -26,6 +26,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceC
 
 from api.inference.schemas import BackendTarget
 from api.models.store import ModelStore
+from catalog.methods import DEFAULT_METHOD, METHODS
 from worker.inference.prompts import stop_token_ids
 
 RUN_RECORD_NAME = "tunery.json"  # what worker/training/artifacts.py writes beside every artifact
@@ -136,7 +137,7 @@ class ModelPool:
     def _load_tuned(self, base_id: str, artifact: Path) -> tuple[Servable, str | None]:
         record = json.loads((artifact / RUN_RECORD_NAME).read_text())
         tokenizer = AutoTokenizer.from_pretrained(artifact)
-        task = "SEQ_CLS" if record.get("method") == "classification" else "CAUSAL_LM"
+        task = METHODS[record.get("method") or DEFAULT_METHOD].task
         if record.get("artifact_format") == "model":
             model_class = AutoModelForSequenceClassification if task == "SEQ_CLS" else AutoModelForCausalLM
             model = self._placed(model_class.from_pretrained(artifact, dtype=self.dtype))

@@ -29,6 +29,7 @@ from api.files.validation import (
 )
 from api.fine_tuning import hyperparameters, repository
 from api.fine_tuning.status import QUEUED, VALIDATING_FILES, transition
+from catalog.methods import METHODS
 from worker import leases
 from worker.context_length import example_token_counter
 from worker.jobs.finish import fail
@@ -104,7 +105,7 @@ def _record(
             return False
         n_examples = training.n_examples
         job.n_training_examples = n_examples
-        if job.method["type"] == "classification":
+        if METHODS[job.method["type"]].labels:
             # The label set is the job's record: the classifier's outputs, in this order.
             job.method = {**job.method, "labels": training.label_names}
         job.hyperparameters = hyperparameters.resolve(job.hyperparameters, n_examples, job.method["type"])
