@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # Two images from one file (docker-compose.yml builds both):
 #   docker build --target api    -t tunery-api .      the API alone: no torch, starts fast
-#   docker build --target worker -t tunery-worker .   Celery worker with the train extra
+#   docker build --target worker -t tunery-worker .   Celery worker with the train extra (and
+#                                                      `tunery inference`, which needs torch too)
 # Dependencies are installed from pyproject.toml's lists before the source is copied, so a
 # code change rebuilds only the last layers.
 
@@ -66,4 +67,7 @@ COPY . .
 RUN pip install --no-deps --no-build-isolation -e . \
  && python -m compileall -q api worker migrations
 USER tunery
+# `tunery inference` (docker-compose.yml's inference service runs this image) listens on
+# TUNERY_INFERENCE_PORT; the worker itself listens on nothing.
+EXPOSE 8001
 CMD ["tunery", "worker"]

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=cmd_worker)
 
     inference = commands.add_parser(
-        "inference", help="the embedded inference backend (transformers + peft) on 127.0.0.1:INFERENCE_PORT"
+        "inference",
+        help="the embedded inference backend (transformers + peft) on INFERENCE_HOST:INFERENCE_PORT",
     )
     inference.set_defaults(run=cmd_inference)
 

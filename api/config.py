@@ -114,8 +114,14 @@ class Settings(BaseSettings):
     )
     inference_port: int = Field(
         default=8001,
-        description="Port `tunery inference` listens on. It binds 127.0.0.1 only: it has no keys of its "
-        "own and trusts the API to have checked who may use which model.",
+        description="Port `tunery inference` listens on (on INFERENCE_HOST).",
+    )
+    inference_host: str = Field(
+        default="127.0.0.1",
+        description="Address `tunery inference` binds. It has no keys of its own and trusts the API to "
+        "have checked who may use which model: keep it on 127.0.0.1, or on a private network only (a "
+        "container's 0.0.0.0 with its port left unpublished). Not TUNERY_HOST, which the images set to "
+        "0.0.0.0 for the API.",
     )
     inference_max_adapters: int = Field(
         default=4,

@@ -172,6 +172,7 @@ class TestComposeCommands:
         assert _parse_tunery(_argv(services["migrate"]["command"])).run.__name__ == "cmd_migrate"
         assert _parse_tunery(_argv(services["api"]["command"])).run.__name__ == "cmd_api"
         assert _parse_tunery(_argv(services["worker"]["command"])).run.__name__ == "cmd_worker"
+        assert _parse_tunery(_argv(services["inference"]["command"])).run.__name__ == "cmd_inference"
         demo = _parse_tunery(_argv(services["import-demo-model"]["command"]))
         assert demo.run.__name__ == "cmd_models_import"
         assert demo.demo
@@ -181,6 +182,8 @@ class TestComposeCommands:
         assert services["api"]["build"]["target"] == "api"
         assert services["migrate"]["build"]["target"] == "api"
         assert services["worker"]["build"]["target"] == "worker"
+        # The embedded inference backend runs transformers and peft on torch.
+        assert services["inference"]["build"]["target"] == "worker"
         # The import dequantises GGUF with transformers and torch: only the worker image has them.
         assert services["import-demo-model"]["build"]["target"] == "worker"
 
@@ -198,7 +201,10 @@ class TestComposeStartOrder:
     def test_worker_starts_after_the_demo_model_is_imported(self) -> None:
         assert _depends_on(_services()["worker"])["import-demo-model"] == "service_completed_successfully"
 
-    @pytest.mark.parametrize("service", ["postgres", "redis"])
+    def test_api_starts_after_the_inference_backend_is_healthy(self) -> None:
+        assert _depends_on(_services()["api"])["inference"] == "service_healthy"
+
+    @pytest.mark.parametrize("service", ["postgres", "redis", "inference"])
     def test_service_has_a_healthcheck(self, service: str) -> None:
         healthcheck = _services()[service]["healthcheck"]
         assert healthcheck["test"]
@@ -213,11 +219,15 @@ class TestComposeStartOrder:
 class TestComposeDataVolume:
     def test_api_and_workers_share_one_named_volume_at_the_data_dir(self) -> None:
         compose = _compose()
-        mounts = {name: _named_volume_mounts(compose["services"][name]) for name in ("api", "worker")}
-        shared = set(mounts["api"]) & set(mounts["worker"])
-        assert shared, f"the api and the worker mount no named volume in common: {mounts}"
+        mounts = {
+            name: _named_volume_mounts(compose["services"][name]) for name in ("api", "worker", "inference")
+        }
+        shared = set(mounts["api"]) & set(mounts["worker"]) & set(mounts["inference"])
+        assert shared, (
+            f"the api, the worker and the inference backend mount no named volume in common: {mounts}"
+        )
         assert set(shared) <= set(compose["volumes"])
-        for name in ("api", "worker", "import-demo-model"):
+        for name in ("api", "worker", "inference", "import-demo-model"):
             service = compose["services"][name]
             image_env = _env(service["build"]["target"])
             data_dir = _environment(service).get("TUNERY_DATA_DIR", image_env["TUNERY_DATA_DIR"])
@@ -253,6 +263,39 @@ class TestComposeApiAndWorker:
     def test_worker_reserves_every_nvidia_gpu(self) -> None:
         devices = _services()["worker"]["deploy"]["resources"]["reservations"]["devices"]
         assert {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]} in devices
+
+
+def _inference_port() -> str:
+    """The port the compose file's inference service listens on (its setting, else the default)."""
+    default = Settings.model_fields["inference_port"].default
+    return _environment(_services()["inference"]).get("TUNERY_INFERENCE_PORT", str(default))
+
+
+class TestComposeInference:
+    def test_api_forwards_to_the_inference_service_by_name_and_port(self) -> None:
+        url = _environment(_services()["api"])["TUNERY_INFERENCE_URL"]
+        assert url == f"http://inference:{_inference_port()}"
+
+    def test_inference_binds_every_address_inside_its_container(self) -> None:
+        # Its default, 127.0.0.1, would refuse the API's container; TUNERY_HOST does not move it.
+        assert _environment(_services()["inference"])["TUNERY_INFERENCE_HOST"] == "0.0.0.0"
+
+    def test_inference_port_is_not_published(self) -> None:
+        # The backend has no keys of its own: only the API, on the compose network, may reach it.
+        assert "ports" not in _services()["inference"]
+
+    def test_inference_healthcheck_asks_its_health_route_on_its_port(self) -> None:
+        assert '@app.get("/health")' in (ROOT / "worker" / "inference" / "server.py").read_text()
+        test = _services()["inference"]["healthcheck"]["test"]
+        assert test[0] == "CMD"
+        assert f"http://127.0.0.1:{_inference_port()}/health'" in " ".join(test)
+
+    def test_inference_reserves_every_nvidia_gpu(self) -> None:
+        devices = _services()["inference"]["deploy"]["resources"]["reservations"]["devices"]
+        assert {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]} in devices
+
+    def test_worker_image_exposes_the_inference_port(self) -> None:
+        assert _last("worker", "EXPOSE") == _inference_port()
 
 
 class TestDockerfile:

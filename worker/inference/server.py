@@ -228,10 +228,13 @@ def _error_body(error: BaseException) -> dict[str, Any]:
 def serve(settings: Settings) -> None:
     import uvicorn
 
-    print(f"Tunery inference backend on http://127.0.0.1:{settings.inference_port}/v1", flush=True)
+    print(
+        f"Tunery inference backend on http://{settings.inference_host}:{settings.inference_port}/v1",
+        flush=True,
+    )
     uvicorn.run(
         create_inference_app(settings),
-        host="127.0.0.1",
+        host=settings.inference_host,
         port=settings.inference_port,
         log_level="warning",
         timeout_keep_alive=75,
