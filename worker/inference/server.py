@@ -79,7 +79,13 @@ def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> F
             tools=bool(body.tools) and body.tool_choice != "none",
         )
         return await _respond(
-            request, engine, chat_work(body), answer, bool(body.stream), bool(body.logprobs)
+            request,
+            engine,
+            chat_work(body),
+            answer,
+            bool(body.stream),
+            bool(body.logprobs),
+            (body.model, body.target),
         )
 
     @app.post("/v1/completions")
@@ -89,13 +95,19 @@ def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> F
         )
         with_logprobs = body.logprobs is not None
         return await _respond(
-            request, engine, completion_work(body), answer, bool(body.stream), with_logprobs
+            request,
+            engine,
+            completion_work(body),
+            answer,
+            bool(body.stream),
+            with_logprobs,
+            (body.model, body.target),
         )
 
     @app.post("/v1/classifications")
     async def classifications(body: BackendClassificationRequest, request: Request) -> Response:
         try:
-            events = engine.submit(classification_work(body))
+            events = engine.submit(classification_work(body), (body.model, body.target))
         except Busy as busy:
             return _busy(busy)
         classified = None
@@ -131,9 +143,10 @@ async def _respond(
     answer: Answer,
     stream: bool,
     with_logprobs: bool,
+    needs: tuple[str, Any],
 ) -> Response:
     try:
-        events = engine.submit(work)
+        events = engine.submit(work, needs)
     except Busy as busy:
         return _busy(busy)
     first = await _next(events, request)
