@@ -12,10 +12,13 @@ import torch
 from fastapi.testclient import TestClient
 
 from api.config import Settings
+from api.models.store import ModelStore
 from tests.conftest import TINY_MODEL
 from tests.inference.conftest import classifier_artifact, random_lora_artifact
 from worker.inference.engine import Done
 from worker.inference.generation import Cancelled, Piece, SamplingParams, generate_choice
+from worker.inference.models import ModelPool
+from worker.inference.server import create_inference_app
 
 QUESTION = [{"role": "user", "content": "What colour is a lime?"}]
 
@@ -248,3 +251,48 @@ class TestFineTunedModels:
             "/v1/chat/completions", json={"model": "ft:clf", "messages": QUESTION, "target": target}
         )
         assert chat_response.status_code == 400
+
+
+class _SlowPool(ModelPool):
+    """A real pool whose load of one base model waits until the test lets it finish."""
+
+    def __init__(self, slow_path: Path, *args: Any) -> None:
+        super().__init__(*args)
+        self.slow_path, self.loading, self.release = slow_path, threading.Event(), threading.Event()
+
+    def _load_base_model(self, path: Path) -> Any:
+        if path == self.slow_path:
+            self.loading.set()
+            assert self.release.wait(60)
+        return super()._load_base_model(path)
+
+
+class TestLoading:
+    def test_a_loaded_model_answers_while_another_is_still_loading(
+        self, tmp_path: Path, tiny_model_dir: Path
+    ) -> None:
+        settings = Settings(data_dir=tmp_path, inference_max_adapters=1, inference_max_queue=4)
+        store = ModelStore(settings.models_path)
+        store.import_directory(tiny_model_dir, TINY_MODEL)
+        slow = store.import_directory(tiny_model_dir, "slow/model")
+        pool = _SlowPool(slow.path, store, settings.artifacts_path, 1)
+        with TestClient(create_inference_app(settings, pool)) as server:
+            assert chat(server, temperature=0, max_tokens=2)["choices"]  # the tiny base is loaded
+            answers: list[Any] = []
+            slow_request = threading.Thread(
+                target=lambda: answers.append(
+                    server.post(
+                        "/v1/chat/completions",
+                        json={"model": "slow/model", "messages": QUESTION, "max_tokens": 2},
+                    )
+                )
+            )
+            slow_request.start()
+            try:
+                assert pool.loading.wait(30)
+                assert chat(server, temperature=0, max_tokens=2)["choices"]  # not behind the load
+                assert not answers
+            finally:
+                pool.release.set()
+                slow_request.join(60)
+            assert answers[0].status_code == 200, answers[0].text

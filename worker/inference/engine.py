@@ -8,6 +8,10 @@ the same base model and sampling, whatever their LoRA adapter) and answers them 
 call, each row with its own adapter (peft's mixed-adapter batches). The event loop keeps answering
 (health checks, 429s, streams) while it works. A request's work sends events back to the loop as it
 goes; a cancelled request stops between two tokens.
+
+A request for a model that is not loaded yet does not take its turn on the generation thread until
+a loader thread has loaded it (ModelPool.prefetch): requests for loaded models keep being answered
+meanwhile.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
 
+from api.inference.schemas import BackendTarget
 from worker.inference.generation import (
     Cancelled,
     Finished,
@@ -144,19 +149,42 @@ class Engine:
         self._waiting: deque[_Waiting] = deque()
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunery-generate")
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunery-load")
 
-    def submit(self, work: Work | Batchable) -> EventStream:
-        """Queue `work`, or refuse it with Busy when the line is full."""
+    def submit(
+        self, work: Work | Batchable, needs: tuple[str, BackendTarget | None] | None = None
+    ) -> EventStream:
+        """Queue `work`, or refuse it with Busy when the line is full. `needs`, the model the work
+        asks the pool for (its name and target): when not loaded, it is loaded first on the loader
+        thread, and the work joins the line once it is."""
         if self.admitted >= self.capacity:
             raise Busy(f"The inference backend is busy ({self.capacity} requests running or waiting).")
         loop = asyncio.get_running_loop()
         events = EventStream(loop)
         self.admitted += 1
-        with self._lock:
-            self._waiting.append(_Waiting(work, events))
-        # A turn per request; a turn that batched its followers leaves their turns nothing to do.
-        self._executor.submit(self._turn)
+        waiting = _Waiting(work, events)
+        if needs is not None and not self.pool.ready(*needs):
+            loading = self._loader.submit(self.pool.prefetch, *needs)
+            loading.add_done_callback(lambda done: self._loaded(waiting, done))
+        else:
+            self._enqueue(waiting)
         return events
+
+    def _loaded(self, waiting: _Waiting, loading: Future[None]) -> None:
+        error = None if loading.cancelled() else loading.exception()
+        if loading.cancelled() or error is not None:
+            self._end(waiting, Failed(error or RuntimeError("the inference backend is shutting down")))
+            return
+        self._enqueue(waiting)
+
+    def _enqueue(self, waiting: _Waiting) -> None:
+        with self._lock:
+            self._waiting.append(waiting)
+        # A turn per request; a turn that batched its followers leaves their turns nothing to do.
+        try:
+            self._executor.submit(self._turn)
+        except RuntimeError:  # shut down while it loaded
+            self._end(waiting, Failed(RuntimeError("the inference backend is shutting down")))
 
     def _turn(self) -> None:
         with self._lock:
@@ -270,6 +298,7 @@ class Engine:
         events.put_here(last)
 
     def shutdown(self) -> None:
+        self._loader.shutdown(wait=False, cancel_futures=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

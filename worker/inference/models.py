@@ -8,12 +8,17 @@ hundred adapters, not a hundred models. Other adapters (ia3, prefix and prompt t
 heads) and whole models get a model of their own: peft can't hold adapters of different types on one
 model. Both kinds count toward `max_adapters`; the least recently used is unloaded past it.
 
-Only the generation thread calls into a pool: no locks, and the active adapter is safe to switch.
+Loading from disk happens on a loader thread (`prefetch`): a base model, or a fine-tuned model with a
+model of its own, is loaded there while the generation thread keeps generating with what is loaded.
+Whatever changes a model in use (a LoRA adapter attached to or removed from a shared base, an
+eviction, the active adapter switched) stays on the generation thread, in `get` and `unload`. A lock
+guards the dicts both threads touch.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -82,7 +87,36 @@ class ModelPool:
         )
         self._bases: dict[str, _Base] = {}
         self._tuned: OrderedDict[str, tuple[Servable, str | None]] = OrderedDict()  # dir -> (servable, base)
+        self._staged: dict[str, Servable] = {}  # dir -> a model of its own, loaded by `prefetch`
+        self._lock = threading.RLock()
         self.loads = 0  # fine-tuned models loaded so far (evicted ones count again): what tests watch
+
+    def ready(self, model: str, target: BackendTarget | None) -> bool:
+        """Whether `get` would answer without loading anything slow from disk."""
+        with self._lock:
+            if target is None or target.artifact_dir is None:
+                return (target.base_model if target else model) in self._bases
+            key = str(Path(target.artifact_dir).resolve())
+            return key in self._tuned or key in self._staged
+
+    def prefetch(self, model: str, target: BackendTarget | None) -> None:
+        """Load from disk what `get` will need, off the generation thread: the base model, or a
+        fine-tuned model with a model of its own (kept aside until `get` takes it in). A LoRA adapter of
+        a shared base is attached by `get`, on the generation thread: only its base is loaded here."""
+        if target is None or target.artifact_dir is None:
+            self._base(target.base_model if target else model)
+            return
+        artifact = self._checked_artifact(target.artifact_dir)
+        key = str(artifact)
+        if self.ready(model, target):
+            return
+        record, tokenizer, task = self._read_artifact(artifact)
+        if self._is_shared_lora(artifact, record, task):
+            self._base(target.base_model)
+            return
+        servable = self._load_own(target.base_model, artifact, record, tokenizer, task)
+        with self._lock:
+            self._staged.setdefault(key, servable)
 
     def get(self, model: str, target: BackendTarget | None) -> Servable:
         if target is None:
@@ -91,19 +125,27 @@ class ModelPool:
             return self._base_servable(target.base_model)
         artifact = self._checked_artifact(target.artifact_dir)
         key = str(artifact)
-        if key in self._tuned:
-            self._tuned.move_to_end(key)
-            return self._tuned[key][0]
+        with self._lock:
+            if key in self._tuned:
+                self._tuned.move_to_end(key)
+                return self._tuned[key][0]
+            staged = self._staged.pop(key, None)
         while len(self._tuned) >= self.max_adapters:
             self._evict()
-        servable, shared_base = self._load_tuned(target.base_model, artifact)
-        self._tuned[key] = (servable, shared_base)
-        self.loads += 1
+        if staged is not None:
+            servable, shared_base = staged, None
+        else:
+            servable, shared_base = self._load_tuned(target.base_model, artifact)
+        with self._lock:
+            self._tuned[key] = (servable, shared_base)
+            self.loads += 1
         return servable
 
     def unload(self, artifact_dir: str) -> bool:
         """Drop a fine-tuned model (its model deleted); False when it was not loaded."""
         key = str(Path(artifact_dir).resolve())
+        with self._lock:
+            self._staged.pop(key, None)
         if key not in self._tuned:
             return False
         self._drop(key)
@@ -111,7 +153,8 @@ class ModelPool:
 
     def loaded(self) -> list[str]:
         """The artifact directories loaded now, least recently used first."""
-        return list(self._tuned)
+        with self._lock:
+            return list(self._tuned)
 
     def _checked_artifact(self, artifact_dir: str) -> Path:
         # The backend has no keys: the API decided who may use what. It still loads only artifacts of this
@@ -122,29 +165,52 @@ class ModelPool:
         return path
 
     def _base(self, model_id: str) -> _Base:
-        if model_id not in self._bases:
-            entry = self.store.get(model_id)
-            if entry is None:
-                raise ModelUnavailable(f"the base model {model_id!r} is not in the model store")
-            model = self._placed(AutoModelForCausalLM.from_pretrained(entry.path, dtype=self.dtype))
-            self._bases[model_id] = _Base(entry.path, model, AutoTokenizer.from_pretrained(entry.path))
-        return self._bases[model_id]
+        with self._lock:
+            if model_id in self._bases:
+                return self._bases[model_id]
+        entry = self.store.get(model_id)
+        if entry is None:
+            raise ModelUnavailable(f"the base model {model_id!r} is not in the model store")
+        base = _Base(entry.path, self._load_base_model(entry.path), AutoTokenizer.from_pretrained(entry.path))
+        with self._lock:
+            return self._bases.setdefault(model_id, base)  # a load that lost a race is dropped
+
+    def _load_base_model(self, path: Path) -> Any:
+        """A base model from disk, placed: the slow part of a base's load."""
+        return self._placed(AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype))
 
     def _base_servable(self, model_id: str) -> Servable:
         base = self._base(model_id)
         return self._servable(base.model, base.tokenizer, "CAUSAL_LM", shared=True)
 
-    def _load_tuned(self, base_id: str, artifact: Path) -> tuple[Servable, str | None]:
+    def _read_artifact(self, artifact: Path) -> tuple[dict[str, Any], Any, str]:
         record = json.loads((artifact / RUN_RECORD_NAME).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(artifact)
-        task = METHODS[record.get("method") or DEFAULT_METHOD].task
+        return (
+            record,
+            AutoTokenizer.from_pretrained(artifact),
+            METHODS[record.get("method") or DEFAULT_METHOD].task,
+        )
+
+    def _is_shared_lora(self, artifact: Path, record: dict[str, Any], task: str) -> bool:
+        if record.get("artifact_format") == "model" or task != "CAUSAL_LM":
+            return False
+        adapter_config = json.loads((artifact / "adapter_config.json").read_text())
+        return bool(adapter_config.get("peft_type") == "LORA")
+
+    def _load_tuned(self, base_id: str, artifact: Path) -> tuple[Servable, str | None]:
+        record, tokenizer, task = self._read_artifact(artifact)
+        if self._is_shared_lora(artifact, record, task):
+            return self._load_shared_lora(base_id, artifact, tokenizer), base_id
+        return self._load_own(base_id, artifact, record, tokenizer, task), None
+
+    def _load_own(
+        self, base_id: str, artifact: Path, record: dict[str, Any], tokenizer: Any, task: str
+    ) -> Servable:
+        """A fine-tuned model with a model of its own: a whole model, or a non-LoRA adapter on a copy."""
         if record.get("artifact_format") == "model":
             model_class = AutoModelForSequenceClassification if task == "SEQ_CLS" else AutoModelForCausalLM
             model = self._placed(model_class.from_pretrained(artifact, dtype=self.dtype))
-            return self._servable(model, tokenizer, task), None
-        adapter_config = json.loads((artifact / "adapter_config.json").read_text())
-        if task == "CAUSAL_LM" and adapter_config.get("peft_type") == "LORA":
-            return self._load_shared_lora(base_id, artifact, tokenizer), base_id
+            return self._servable(model, tokenizer, task)
         from peft import PeftModel
 
         entry = self.store.get(base_id)
@@ -163,7 +229,7 @@ class ModelPool:
         else:
             base = AutoModelForCausalLM.from_pretrained(entry.path, dtype=self.dtype)
         model = self._placed(PeftModel.from_pretrained(self._placed(base), artifact))
-        return self._servable(model, tokenizer, task, adapter_name="default"), None
+        return self._servable(model, tokenizer, task, adapter_name="default")
 
     def _load_shared_lora(self, base_id: str, artifact: Path, tokenizer: Any) -> Servable:
         from peft import PeftModel
@@ -182,7 +248,8 @@ class ModelPool:
         self._drop(next(iter(self._tuned)))
 
     def _drop(self, key: str) -> None:
-        servable, base_id = self._tuned.pop(key)
+        with self._lock:
+            servable, base_id = self._tuned.pop(key)
         if base_id is not None and servable.adapter_name is not None:
             base = self._bases[base_id]
             base.adapters.discard(servable.adapter_name)

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from worker.inference.generation import TokenLogprob
+from worker.inference.tool_calls import ToolCall, held_back, parse_tool_calls
 
 FINGERPRINT = "tunery-embedded"
 
@@ -16,8 +17,10 @@ FINGERPRINT = "tunery-embedded"
 class Answer:
     """The choices of one request as they are produced, and the objects that report them."""
 
-    def __init__(self, kind: str, model: str, include_usage: bool = False) -> None:
+    def __init__(self, kind: str, model: str, include_usage: bool = False, tools: bool = False) -> None:
         self.kind = kind  # "chat" or "completion"
+        self.tools = tools and kind == "chat"
+        """The request offered tools (and did not forbid them): answers are read for tool calls."""
         self.model = model
         self.include_usage = include_usage
         self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
@@ -27,6 +30,9 @@ class Answer:
         self.logprobs: dict[int, list[TokenLogprob]] = {}
         self.finish_reasons: dict[int, str] = {}
         self.completion_tokens = 0
+        self.tool_calls: dict[int, list[ToolCall]] = {}
+        self.outside: dict[int, str | None] = {}  # a choice's text besides its tool calls
+        self.streamed: dict[int, int] = {}  # characters of each choice's text streamed as content
 
     def add(self, index: int, text: str, logprobs: list[TokenLogprob]) -> None:
         self.texts[index] = self.texts.get(index, "") + text
@@ -36,6 +42,11 @@ class Answer:
         self.texts.setdefault(index, "")
         self.finish_reasons[index] = finish_reason
         self.completion_tokens += tokens
+        if self.tools:
+            outside, calls = parse_tool_calls(self.texts[index])
+            if calls:
+                self.tool_calls[index], self.outside[index] = calls, outside
+                self.finish_reasons[index] = "tool_calls"
 
     def usage(self) -> dict[str, int]:
         return {
@@ -59,9 +70,13 @@ class Answer:
     def _choice(self, index: int, with_logprobs: bool) -> dict[str, Any]:
         logprobs = self.logprobs.get(index, []) if with_logprobs else None
         if self.kind == "chat":
+            message: dict[str, Any] = {"role": "assistant", "content": self.texts[index], "refusal": None}
+            if index in self.tool_calls:
+                message["content"] = self.outside[index]
+                message["tool_calls"] = [call.as_openai() for call in self.tool_calls[index]]
             return {
                 "index": index,
-                "message": {"role": "assistant", "content": self.texts[index], "refusal": None},
+                "message": message,
                 "finish_reason": self.finish_reasons[index],
                 "logprobs": chat_logprobs(logprobs) if logprobs is not None else None,
             }
@@ -94,6 +109,34 @@ class Answer:
                 "logprobs": completion_logprobs(logprobs, offset) if with_logprobs else None,
             }
         return self._chunk([choice])
+
+    def stream_piece(self, index: int, logprobs: list[TokenLogprob], with_logprobs: bool) -> str | None:
+        """The chunk for what of a choice's text (added already) may be streamed now, None for none.
+
+        With tools, content stops at a tool call's opening tag (or what may become one): the calls go
+        out whole at the end, as `tool_calls` deltas."""
+        text = self.texts.get(index, "")
+        upto = held_back(text) if self.tools else len(text)
+        start = self.streamed.get(index, 0)
+        if upto <= start:
+            return None
+        self.streamed[index] = upto
+        return self.piece_chunk(index, text[start:upto], logprobs, with_logprobs)
+
+    def end_chunks(self, index: int) -> list[str]:
+        """After `end`: what a stream still owes of a choice, its text held back or its tool calls,
+        then the chunk with its finish reason."""
+        chunks = []
+        if index in self.tool_calls:
+            for position, call in enumerate(self.tool_calls[index]):
+                delta = {"tool_calls": [{"index": position, **call.as_openai()}]}
+                chunks.append(self._chunk([{"index": index, "delta": delta, **_open()}]))
+        elif self.kind == "chat":
+            text, start = self.texts.get(index, ""), self.streamed.get(index, 0)
+            if self.tools and len(text) > start:  # a tag that was no call after all: text
+                self.streamed[index] = len(text)
+                chunks.append(self.piece_chunk(index, text[start:], [], False))
+        return [*chunks, self.finish_chunk(index)]
 
     def finish_chunk(self, index: int) -> str:
         reason = self.finish_reasons[index]

@@ -72,9 +72,20 @@ def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> F
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: BackendChatRequest, request: Request) -> Response:
-        answer = Answer("chat", body.model, bool(body.stream_options and body.stream_options.include_usage))
+        answer = Answer(
+            "chat",
+            body.model,
+            bool(body.stream_options and body.stream_options.include_usage),
+            tools=bool(body.tools) and body.tool_choice != "none",
+        )
         return await _respond(
-            request, engine, chat_work(body), answer, bool(body.stream), bool(body.logprobs)
+            request,
+            engine,
+            chat_work(body),
+            answer,
+            bool(body.stream),
+            bool(body.logprobs),
+            (body.model, body.target),
         )
 
     @app.post("/v1/completions")
@@ -84,13 +95,19 @@ def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> F
         )
         with_logprobs = body.logprobs is not None
         return await _respond(
-            request, engine, completion_work(body), answer, bool(body.stream), with_logprobs
+            request,
+            engine,
+            completion_work(body),
+            answer,
+            bool(body.stream),
+            with_logprobs,
+            (body.model, body.target),
         )
 
     @app.post("/v1/classifications")
     async def classifications(body: BackendClassificationRequest, request: Request) -> Response:
         try:
-            events = engine.submit(classification_work(body))
+            events = engine.submit(classification_work(body), (body.model, body.target))
         except Busy as busy:
             return _busy(busy)
         classified = None
@@ -126,9 +143,10 @@ async def _respond(
     answer: Answer,
     stream: bool,
     with_logprobs: bool,
+    needs: tuple[str, Any],
 ) -> Response:
     try:
-        events = engine.submit(work)
+        events = engine.submit(work, needs)
     except Busy as busy:
         return _busy(busy)
     first = await _next(events, request)
@@ -160,13 +178,19 @@ async def _stream(events: EventStream, answer: Answer, with_logprobs: bool) -> A
                 started.add(event.index)
                 yield answer.role_chunk(event.index)
             answer.add(event.index, event.piece.text, event.piece.logprobs)
-            yield answer.piece_chunk(event.index, event.piece.text, event.piece.logprobs, with_logprobs)
+            if answer.kind == "chat":
+                chunk = answer.stream_piece(event.index, event.piece.logprobs, with_logprobs)
+                if chunk is not None:
+                    yield chunk
+            else:
+                yield answer.piece_chunk(event.index, event.piece.text, event.piece.logprobs, with_logprobs)
         elif isinstance(event, Ended):
             if answer.kind == "chat" and event.index not in started:  # an empty answer still has a role
                 started.add(event.index)
                 yield answer.role_chunk(event.index)
             answer.end(event.index, event.finished.finish_reason, event.finished.completion_tokens)
-            yield answer.finish_chunk(event.index)
+            for chunk in answer.end_chunks(event.index):
+                yield chunk
         elif isinstance(event, Failed):
             # The status (200) is gone already: the SDK raises APIError on an `error` event.
             yield sse(_error_body(event.error))
