@@ -101,6 +101,11 @@ def run_trainer(
                 event = read_line(raw)
                 if isinstance(event, FINAL_EVENTS):
                     final = event
+                if watcher and watcher.action is Action.KILL:
+                    # Cancelled, or the job is no longer ours: what the trainer still had in the pipe
+                    # (hundreds of lines on a fast run) is moot, and recording it would only delay
+                    # the job's last word ("Trainer stopped") by a transaction per line.
+                    continue
                 on_event(event)
             returncode = process.wait()
         except BaseException:
