@@ -153,6 +153,15 @@ def client(app, api_key: str) -> Iterator[TestClient]:  # type: ignore[no-untype
 
 
 @pytest.fixture
+def other_client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """A client with a key of another project, for what one project must not see of another's."""
+    with session_scope(app.state.sessionmaker) as session:
+        key = create_key(session, "other-team")
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        yield client
+
+
+@pytest.fixture
 def training_file(client: TestClient, tmp_path: Path) -> str:
     path = write_jsonl(tmp_path / "train.jsonl", toy_chat_examples(16))
     with path.open("rb") as stream:

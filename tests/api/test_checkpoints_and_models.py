@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.auth.service import create_key
-from api.db import session_scope
 from tests.api.test_jobs import create
 from tests.support.api_objects import succeed_with_checkpoints
 from tests.support.tiny_model import jsonl, toy_chat_examples
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def other_client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    with session_scope(app.state.sessionmaker) as session:
-        key = create_key(session, "other-team")
-    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
-        yield client
 
 
 @pytest.fixture

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.auth.service import create_key
-from api.db import session_scope
 from api.fine_tuning import artifacts
 from tests.api.test_checkpoints_and_models import unpacked
 from tests.api.test_jobs import create
@@ -37,14 +34,6 @@ def model(client: TestClient, app, training_file: str) -> dict:  # type: ignore[
     (directory / "adapter_model.safetensors").write_bytes(os.urandom(70_000))
     job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     return {"job_id": job_id, "name": job["fine_tuned_model"], "dir": directory}
-
-
-@pytest.fixture
-def other_client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    with session_scope(app.state.sessionmaker) as session:
-        key = create_key(session, "other-team")
-    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
-        yield client
 
 
 def url(name: str, format: str = "adapter") -> str:

@@ -4,14 +4,10 @@ API's rules gets 503 inference_unavailable, one that doesn't gets its 4xx first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
-from api.auth.service import create_key
 from api.config import Settings
-from api.db import session_scope
 from api.fine_tuning import artifacts
 from tests.api.test_checkpoints_and_models import _upload
 from tests.api.test_jobs import create
@@ -26,14 +22,6 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"inference_url": f"http://127.0.0.1:{free_port()}"})
-
-
-@pytest.fixture
-def other_client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    with session_scope(app.state.sessionmaker) as session:
-        key = create_key(session, "other-team")
-    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
-        yield client
 
 
 @pytest.fixture
