@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="a Celery worker for validation and training")
     worker.add_argument("--queues", default=None, help="comma-separated queues (default: all)")
     worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--pool", default="default", help="the GPU pool this worker belongs to")
+    worker.add_argument("--gpus", type=int, default=None, help="GPUs it offers (default: what CUDA reports)")
+    worker.add_argument(
+        "--gpu-memory", default=None, help="memory of each GPU, e.g. 80GiB (default: what CUDA reports)"
+    )
     worker.set_defaults(run=cmd_worker)
 
     inference = commands.add_parser(
@@ -175,10 +180,17 @@ def cmd_api(_args: argparse.Namespace) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from api.queue import QUEUE_OF_TASK
+    from api.workers.sizes import parse_bytes
     from worker.celery_app import make_app
+    from worker.registry import detect_capacity
 
-    app = make_app(Settings())
     queues = args.queues or ",".join(sorted(set(QUEUE_OF_TASK.values())))
+    try:
+        memory = parse_bytes(args.gpu_memory) if args.gpu_memory else None
+    except ValueError as error:
+        raise SystemExit(f"--gpu-memory: {error}") from None
+    capacity = detect_capacity(args.pool, args.gpus, memory)
+    app = make_app(Settings(), capacity, queues.split(","))
     app.worker_main(
         [
             "worker",

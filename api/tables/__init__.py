@@ -8,6 +8,7 @@ from api.tables.fine_tuning_checkpoints import FineTuningCheckpoint
 from api.tables.fine_tuning_job_events import FineTuningJobEvent
 from api.tables.fine_tuning_jobs import FineTuningJob
 from api.tables.projects import Project
+from api.tables.workers import Worker
 
 __all__ = [
     "ApiKey",
@@ -18,4 +19,5 @@ __all__ = [
     "FineTuningJob",
     "FineTuningJobEvent",
     "Project",
+    "Worker",
 ]

@@ -126,8 +126,8 @@ class Cluster:
         service = LiveService(self.base_url, self.api_key, self.settings, self.logs)
         _wait_healthy(f"http://127.0.0.1:{self.port}/healthz", self.api, service)
 
-    def start_worker(self) -> subprocess.Popen:
-        worker = self._spawn("worker")
+    def start_worker(self, *args: str) -> subprocess.Popen:
+        worker = self._spawn("worker", *args)
         self.workers.append(worker)
         return worker
 
@@ -138,11 +138,11 @@ class Cluster:
         for process in [*self.workers, *([self.api] if self.api else [])]:
             stop(process)
 
-    def _spawn(self, command: str) -> subprocess.Popen:
+    def _spawn(self, command: str, *args: str) -> subprocess.Popen:
         self._started += 1
         log = (self.logs / f"{self._started:02d}-{command}.log").open("wb")
         return subprocess.Popen(
-            [sys.executable, "-m", "api.cli", command], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "api.cli", command, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
 
 
