@@ -245,7 +245,7 @@ def _error_body(error: BaseException) -> dict[str, Any]:
     if isinstance(error, ModelUnavailable):
         return error_body(str(error), type="invalid_request_error", code="model_not_found")
     if isinstance(error, PromptError):
-        return error_body(error.message, type="invalid_request_error", code=error.code)
+        return error_body(error.message, type="invalid_request_error", param=error.param, code=error.code)
     return error_body(f"The inference backend failed: {error}", type="server_error")
 
 
