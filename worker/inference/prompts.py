@@ -7,6 +7,7 @@ the end-of-turn token the template writes after an assistant message, which trai
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -111,8 +112,7 @@ def _template_tool_call(call: dict[str, Any]) -> dict[str, Any]:
     function = dict(call.get("function") or {})
     arguments = function.get("arguments")
     if isinstance(arguments, str):
-        try:
+        # Not JSON: the template gets the text as the model wrote it.
+        with contextlib.suppress(ValueError):
             function["arguments"] = json.loads(arguments)
-        except ValueError:
-            pass  # not JSON: the template gets the text as the model wrote it
     return {**call, "function": function}
