@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -30,7 +31,7 @@ def grade(sample, item) -> float:
     return fuzz.WRatio(output_text, reference_answer, processor=utils.default_process) / 100.0
 """
 # The guide's multi grader: a name compared fuzzily, an email exactly, averaged.
-MULTI = {
+MULTI: dict[str, Any] = {
     "type": "multi",
     "name": "example multi grader",
     "graders": {
