@@ -190,7 +190,17 @@ Grader = Annotated[
 GRADER_TYPES = ("string_check", "text_similarity", "python", "score_model", "label_model", "multi")
 # OpenAI takes label_model only inside multi for fine-tuning; Tunery takes it anywhere (a reward of 0 or 1).
 
+MODEL_GRADERS = ("score_model", "label_model")
+"""The types that ask a model (a judge) for their reward."""
+
 _GRADER = TypeAdapter(Grader)
+
+
+def grader_types(grader: Any) -> list[str]:
+    """The types of a grader and of the graders a multi grader holds."""
+    if isinstance(grader, MultiGrader):
+        return [grader.type, *(part.type for part in grader.graders.values())]
+    return [grader.type]
 
 
 def parse_grader(value: Any) -> Any:

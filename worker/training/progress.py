@@ -62,6 +62,10 @@ class Metrics:
     learning_rate: float | None
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
+    # Reinforcement: the mean and spread of the step's rewards, and the validation prompts' mean.
+    train_reward_mean: float | None = None
+    train_reward_std: float | None = None
+    valid_reward_mean: float | None = None
 
 
 @dataclass(frozen=True)
