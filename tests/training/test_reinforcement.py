@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
+
+import pytest
 
 from tests.support.tiny_model import FRUIT_COLOURS, SYSTEM_PROMPT, write_jsonl
 from tests.training.trainer_runs import toy_spec, train_in_process
@@ -52,10 +55,59 @@ def reinforcement_spec(directory: Path, model_dir: Path, **overrides):  # type: 
 
 
 def test_mean_reward_rises_with_a_string_check_grader(tmp_path: Path, model_dir: Path) -> None:
-    run = train_in_process(reinforcement_spec(tmp_path, model_dir, n_epochs=3))
-    rewards = [event["train_reward_mean"] for event in run.of("metrics")]
-    print(rewards)
-    assert all(reward is not None for reward in rewards)
-    assert all(event["train_reward_std"] is not None for event in run.of("metrics"))
-    first, last = statistics.mean(rewards[:4]), statistics.mean(rewards[-4:])
-    assert last > first + 0.2, rewards
+    # Full fine-tuning at a high rate: the tiny random model learns to say the word within a few steps.
+    recipe = Recipe(type="full", max_seq_length=64, gradient_checkpointing=False)
+    run = train_in_process(reinforcement_spec(tmp_path, model_dir, learning_rate=1e-2, recipe=recipe))
+    metrics = run.of("metrics")
+    rewards = [event["train_reward_mean"] for event in metrics]
+    assert len(rewards) == 16 and all(event["train_reward_std"] is not None for event in metrics)
+    first, last = statistics.mean(rewards[:3]), statistics.mean(rewards[-3:])
+    assert last > first + 0.3, rewards
+    assert run.outcome.artifact_dir.is_dir()  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox confines graders only when run as root")
+def test_lora_with_a_multi_grader_whose_python_part_fails_still_completes(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    hostile = (
+        "import socket\n"
+        "def grade(sample, item):\n"
+        "    socket.create_connection(('127.0.0.1', 5432), timeout=1)\n"
+    )
+    grader = {
+        "type": "multi",
+        "name": "both",
+        "graders": {
+            "net": {"type": "python", "name": "net", "source": hostile},
+            "similar": {
+                "type": "text_similarity",
+                "name": "similar",
+                "input": "{{sample.output_text}}",
+                "reference": "{{item.word}}",
+                "evaluation_metric": "fuzzy_match",
+            },
+        },
+        "calculate_output": "net + similar",
+    }
+    training = write_jsonl(tmp_path / "few.jsonl", prompts(4))
+    validation = write_jsonl(tmp_path / "valid.jsonl", prompts(2))
+    spec = reinforcement_spec(
+        tmp_path / "run",
+        model_dir,
+        grader=grader,
+        num_generations=2,
+        max_completion_tokens=4,
+        training_file=str(training),
+        validation_file=str(validation),
+        n_epochs=1,
+        eval_interval=1,
+        eval_samples=2,
+        grader_sandbox={"cpu_seconds": 2, "wall_seconds": 10, "hidden": [str(tmp_path)]},
+    )
+    run = train_in_process(spec)
+    metrics = run.of("metrics")
+    assert len(metrics) == 2
+    assert all(event["valid_reward_mean"] is not None for event in metrics), metrics
+    warnings = [event["message"] for event in run.of("message") if event.get("level") == "warn"]
+    assert any("Network is unreachable" in message for message in warnings), warnings
