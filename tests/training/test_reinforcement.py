@@ -64,6 +64,8 @@ def test_mean_reward_rises_with_a_string_check_grader(tmp_path: Path, model_dir:
     first, last = statistics.mean(rewards[:3]), statistics.mean(rewards[-3:])
     assert last > first + 0.3, rewards
     assert run.outcome.artifact_dir.is_dir()  # type: ignore[attr-defined]
+    checkpoint = run.of("checkpoint")[-1]["metrics"]
+    assert checkpoint["train_reward_mean"] == rewards[-1] and checkpoint["train_reward_std"] is not None
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox confines graders only when run as root")
