@@ -318,3 +318,18 @@ class TestTemplates:
 
     def test_non_json_sample_has_no_output_json(self) -> None:
         assert "output_json" not in sample_of("plain")
+
+
+@pytest.mark.slow
+def test_cosine_with_the_embedding_model_the_package_ships() -> None:
+    grader = {
+        "type": "text_similarity",
+        "name": "c",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.r}}",
+        "evaluation_metric": "cosine",
+    }
+    close = run(grader, "A cat was sitting on a mat", {"r": "The cat sat on the mat"})
+    far = run(grader, "Quarterly revenue rose by four percent", {"r": "The cat sat on the mat"})
+    assert not close.errors.any(), close.errors.details
+    assert close.reward > 0.8 > far.reward
