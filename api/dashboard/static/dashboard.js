@@ -18,7 +18,9 @@ const el = (tag, attrs = {}, ...children) => {
 const progressText = (j) => (j.total_steps ? `${j.step} / ${j.total_steps}` : "–");
 
 function drawLoss(svg, training, validation) {
-  const W = 720, H = 260, pad = 36;
+  // Drawn at the element's own pixel size: a stretched viewBox would stretch the labels too.
+  const W = Math.max(svg.clientWidth, 320), H = svg.clientHeight || 260, pad = 40;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const all = training.concat(validation);
   svg.replaceChildren();
   if (!all.length) {
@@ -35,6 +37,7 @@ function drawLoss(svg, training, validation) {
   svg.append(svgEl("line", { x1: pad, y1: pad, x2: pad, y2: H - pad, class: "axis" }));
   svg.append(svgEl("text", { x: pad - 4, y: pad + 4, "text-anchor": "end", class: "tick" }, hi.toFixed(2)));
   svg.append(svgEl("text", { x: pad - 4, y: H - pad, "text-anchor": "end", class: "tick" }, lo.toFixed(2)));
+  svg.append(svgEl("text", { x: pad, y: H - pad + 16, "text-anchor": "middle", class: "tick" }, "0"));
   svg.append(svgEl("text", { x: W - pad, y: H - pad + 16, "text-anchor": "end", class: "tick" }, `step ${maxStep}`));
   if (training.length) {
     const d = training.map((p, i) => `${i ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
@@ -66,6 +69,8 @@ async function refreshJob(root) {
   document.getElementById("job-remaining").textContent = fmtDuration(j.remaining);
   document.getElementById("job-tokens").textContent = j.trained_tokens ?? "–";
   document.getElementById("job-model").textContent = j.fine_tuned_model ?? "–";
+  document.getElementById("job-started").textContent = j.started_at ? fmtTime(j.started_at) : "–";
+  document.getElementById("job-finished").textContent = j.finished_at ? fmtTime(j.finished_at) : "–";
   const error = document.getElementById("job-error");
   error.hidden = !j.error;
   if (j.error) error.textContent = `${j.error.code}: ${j.error.message}`;
