@@ -70,4 +70,9 @@ USER tunery
 # `tunery inference` (docker-compose.yml's inference service runs this image) listens on
 # TUNERY_INFERENCE_PORT; the worker itself listens on nothing.
 EXPOSE 8001
+# Healthy while a worker of this container's hostname heartbeats in the workers table: a worker
+# wedged or cut off from the database is restarted. (The compose file's inference service, which
+# runs this image too, sets a healthcheck of its own.)
+HEALTHCHECK --interval=30s --timeout=20s --start-period=90s --retries=3 \
+  CMD ["tunery", "workers", "check"]
 CMD ["tunery", "worker"]
