@@ -20,6 +20,8 @@ ENV PYTHONUNBUFFERED=1 \
 # /data is made here so that a new named volume mounted on it starts owned by that user.
 RUN useradd --create-home --uid 10001 --user-group tunery \
  && mkdir /data && chown tunery:tunery /data
+# METEOR graders read WordNet from Debian's package (graders/wordnet.py), never from a download.
+RUN apt-get update && apt-get install -y --no-install-recommends wordnet-base && rm -rf /var/lib/apt/lists/*
 # The source stays a tree under /app, installed editable: api/migrations.py finds migrations/
 # beside the api package, which a plain `pip install .` into site-packages would lose.
 WORKDIR /app

@@ -19,6 +19,7 @@ from api.errors import RateLimited, TuneryError, describe_validation_error, erro
 from api.files.endpoints import router as files_router
 from api.files.storage import FileStorage
 from api.fine_tuning.endpoints import router as jobs_router
+from api.graders.endpoints import router as graders_router
 from api.inference.endpoints import router as inference_router
 from api.inference.routing import Backends
 from api.metrics.endpoints import router as metrics_router
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(metrics_router)
     install_dashboard(app)
+    app.include_router(graders_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
