@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import openapi
 from api.checkpoints.endpoints import router as checkpoints_router
 from api.config import Settings
+from api.dashboard.endpoints import install as install_dashboard
 from api.db import make_engine, make_sessionmaker
 from api.errors import RateLimited, TuneryError, describe_validation_error, error_body
 from api.files.endpoints import router as files_router
@@ -21,11 +22,14 @@ from api.fine_tuning.endpoints import router as jobs_router
 from api.graders.endpoints import router as graders_router
 from api.inference.endpoints import router as inference_router
 from api.inference.routing import Backends
+from api.metrics.endpoints import router as metrics_router
+from api.metrics.http import RequestMetrics
 from api.models.endpoints import router as models_router
 from api.models.store import ModelStore
 from api.nul_guard import NulGuard
 from api.rate_limit import make_limiter
 from api.upload_limit import UploadLimit
+from api.webhooks.endpoints import router as webhooks_router
 
 log = logging.getLogger("tunery.api")
 
@@ -40,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(settings)
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.sessionmaker = make_sessionmaker(engine, settings)
     # As many requests inside the database at once as the pool has connections (api/deps.py).
     app.state.database_slots = anyio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
     app.state.file_storage = FileStorage(settings.files_path)
@@ -54,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(checkpoints_router)
     app.include_router(models_router)
     app.include_router(inference_router)
+    app.include_router(webhooks_router)
+    app.include_router(metrics_router)
+    install_dashboard(app)
     app.include_router(graders_router)
 
     @app.get("/healthz", include_in_schema=False)
@@ -64,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     app.add_middleware(UploadLimit, max_body_bytes=settings.max_upload_bytes)
     app.add_middleware(NulGuard)
+    app.add_middleware(RequestMetrics)
     return app
 
 

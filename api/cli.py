@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from api import cli_jobs
 from api.config import Settings
 
 
@@ -71,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key by its id (key_...); it answers 401 from then on")
     revoke.add_argument("key_id")
     revoke.set_defaults(run=cmd_keys_revoke)
+
+    cli_jobs.add_commands(commands)
 
     models = commands.add_parser("models", help="base models").add_subparsers(title="models commands")
     imp = models.add_parser("import", help="import a model directory or a .gguf file into the store")
@@ -218,9 +221,29 @@ def cmd_inference(_args: argparse.Namespace) -> None:
 
 
 def cmd_serve(_args: argparse.Namespace) -> None:
+    from api.queue import WEBHOOK_QUEUE
+
     settings = Settings()
     key = _bootstrap_key(settings)
-    children = [subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--loglevel=WARNING"])]
+    children = [
+        subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--loglevel=WARNING"]),
+        # Webhook deliveries must not wait behind an hours-long training job in the worker above.
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "worker",
+                "--loglevel=WARNING",
+                "--queues",
+                WEBHOOK_QUEUE,
+                "--pool",
+                "webhooks",
+                "--gpus",
+                "0",
+            ]
+        ),
+    ]
     if not settings.inference_url:  # an inference backend of one's own (vLLM, say) is started elsewhere
         children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "inference"]))
     # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found: with

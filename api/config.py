@@ -142,6 +142,36 @@ class Settings(BaseSettings):
         description="The largest LoRA rank the `serving` field of a model counts as loadable by vLLM as it "
         "is: vLLM's --max-lora-rank of the deployment (vLLM's own default is 16).",
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhook URLs point at loopback, link-local and private addresses (a single-machine "
+        "install's own receiver). Off: such URLs are refused when registered and again when each delivery "
+        "resolves them, so a webhook cannot reach into the internal network.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long one webhook delivery attempt waits for the receiver's answer.",
+    )
+    webhook_retry_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="The wait before a failed webhook delivery's first retry; each further retry waits twice "
+        "as long as the one before (at most WEBHOOK_RETRY_MAX_SECONDS).",
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=3 * 3600.0, gt=0, description="The longest wait between two attempts of one webhook delivery."
+    )
+    webhook_retry_window_seconds: int = Field(
+        default=24 * 3600,
+        ge=0,
+        description="How long after its event a webhook delivery is still retried; then it is given up.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="A bearer token that may read GET /metrics (for a Prometheus scraper) besides the admin "
+        "key. Unset: only admin keys may.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
 

@@ -45,11 +45,19 @@ def make_engine(settings: Settings) -> Engine:
     )
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, settings: Settings | None = None) -> sessionmaker[Session]:
+    """Sessions on `engine`; `settings` rides along in session.info for work queued after a commit
+    by code that has only the session (a job's webhook deliveries, rung from its state change)."""
+    info = {SETTINGS: settings} if settings is not None else {}
+    return sessionmaker(bind=engine, expire_on_commit=False, info=info)
+
+
+def settings_of(session: Session) -> Settings | None:
+    return session.info.get(SETTINGS)
 
 
 WRITES = "tunery_writes"
+SETTINGS = "tunery_settings"
 _AFTER_COMMIT = "tunery_after_commit"
 
 

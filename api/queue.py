@@ -21,6 +21,7 @@ from api.tables import FineTuningJob
 VALIDATE_JOB = "tunery.validate_job"
 RUN_JOB = "tunery.run_job"
 EXPORT_MODEL = "tunery.export_model"
+DELIVER_WEBHOOK = "tunery.deliver_webhook"
 
 # Validation is light CPU work; training wants a GPU worker. Separate queues let a deployment run
 # a few cheap validators and one trainer per GPU.
@@ -29,7 +30,14 @@ TRAINING_QUEUE = "tunery.training"
 # A merged export loads a base model (torch, memory, a GPU if there is one) but must not wait behind
 # hours of training: its own queue, which `tunery worker` consumes with the others by default.
 EXPORT_QUEUE = "tunery.export"
-QUEUE_OF_TASK = {VALIDATE_JOB: VALIDATION_QUEUE, RUN_JOB: TRAINING_QUEUE, EXPORT_MODEL: EXPORT_QUEUE}
+# Webhook deliveries are short network calls that must not wait behind training: a queue of their own.
+WEBHOOK_QUEUE = "tunery.webhooks"
+QUEUE_OF_TASK = {
+    VALIDATE_JOB: VALIDATION_QUEUE,
+    RUN_JOB: TRAINING_QUEUE,
+    EXPORT_MODEL: EXPORT_QUEUE,
+    DELIVER_WEBHOOK: WEBHOOK_QUEUE,
+}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

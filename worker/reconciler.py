@@ -26,6 +26,7 @@ from api import clock, queue
 from api.db import session_scope
 from api.fine_tuning import repository
 from api.fine_tuning.status import QUEUED, TERMINAL, VALIDATING_FILES, transition
+from api.webhooks import repository as webhooks
 from worker.jobs.claim import out_of_attempts
 from worker.runtime import Runtime
 
@@ -44,6 +45,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
         "enqueued": [],
         "revalidated": [],
         "swept": [],
+        "webhooks": [],
     }
     now = clock.now()
     with session_scope(rt.sessions) as session:
@@ -66,10 +68,15 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
             queue.mark_enqueued(job)
             done["enqueued" if job.status == QUEUED else "revalidated"].append(job.id)
     done["swept"] = _sweep_finished_workdirs(rt)
+    with session_scope(rt.sessions, writes=False) as session:
+        # Deliveries whose message the broker lost (or that was never sent): ring again.
+        done["webhooks"] = webhooks.overdue_deliveries(session, due_before=now - GRACE_SECONDS, now=now)
     for job_id in done["requeued"] + done["enqueued"]:
         queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
     for job_id in done["revalidated"]:
         queue.enqueue(rt.settings, queue.VALIDATE_JOB, job_id)
+    for delivery_id in done["webhooks"]:
+        queue.enqueue(rt.settings, queue.DELIVER_WEBHOOK, delivery_id)
     if any(done.values()):
         log.warning("reconciled: %s", {kind: ids for kind, ids in done.items() if ids})
     return done

@@ -35,7 +35,7 @@ def runtime() -> Runtime:
     settings = Settings()
     return Runtime(
         settings=settings,
-        sessions=make_sessionmaker(make_engine(settings)),
+        sessions=make_sessionmaker(make_engine(settings), settings),
         file_storage=FileStorage(settings.files_path),
         model_store=ModelStore(settings.models_path),
     )

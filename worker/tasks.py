@@ -11,6 +11,7 @@ from celery import Celery
 from api import queue
 from worker.jobs import export, run, validate
 from worker.runtime import runtime
+from worker.webhook_delivery import deliver
 
 
 def validate_job(job_id: str) -> None:
@@ -25,7 +26,12 @@ def export_model(job_id: str, step: int | None) -> None:
     export.export_model(runtime(), job_id, step)
 
 
+def deliver_webhook(delivery_id: str) -> None:
+    deliver(runtime(), delivery_id)
+
+
 def register(app: Celery) -> None:
     app.task(name=queue.VALIDATE_JOB)(validate_job)
     app.task(name=queue.RUN_JOB)(run_job)
     app.task(name=queue.EXPORT_MODEL)(export_model)
+    app.task(name=queue.DELIVER_WEBHOOK)(deliver_webhook)

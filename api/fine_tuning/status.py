@@ -10,6 +10,7 @@ from api import clock
 from api.errors import InvalidRequest
 from api.fine_tuning import repository
 from api.tables import FineTuningJob
+from api.webhooks import events as webhook_events
 
 VALIDATING_FILES = "validating_files"
 QUEUED = "queued"
@@ -58,3 +59,6 @@ def transition(
         job.finished_at = now
         job.estimated_finish = None
     repository.add_event(session, job, message, level=level, data=data)
+    if new_status in TERMINAL:
+        # Here, the one door every status change passes: no way of ending a job can forget its webhooks.
+        webhook_events.job_finished(session, job)

@@ -8,6 +8,8 @@ from api.tables.fine_tuning_checkpoints import FineTuningCheckpoint
 from api.tables.fine_tuning_job_events import FineTuningJobEvent
 from api.tables.fine_tuning_jobs import FineTuningJob
 from api.tables.projects import Project
+from api.tables.webhook_deliveries import WebhookAttempt, WebhookDelivery
+from api.tables.webhook_endpoints import WebhookEndpoint
 from api.tables.workers import Worker
 
 __all__ = [
@@ -19,5 +21,8 @@ __all__ = [
     "FineTuningJob",
     "FineTuningJobEvent",
     "Project",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "Worker",
 ]

@@ -33,6 +33,7 @@ class Tenant:
     fine_tuned_model: str
     checkpoint: str
     permission_id: str
+    webhook_id: str = ""
 
 
 def upload(client: TestClient) -> str:
@@ -77,6 +78,10 @@ def tenants(app) -> Iterator[tuple[Tenant, Tenant]]:  # type: ignore[no-untyped-
         grant_a.json()["data"][0]["id"],
     )
     b = Tenant(cb, kb, jb["organization_id"], fb, jb["id"], get_model(cb, jb["id"]), cpb, permission_b)
+    for tenant in (a, b):
+        # A literal public address: registering it resolves nothing over the network.
+        hook = {"url": "https://8.8.8.8/tunery", "events": ["fine_tuning.job.succeeded"]}
+        tenant.webhook_id = tenant.client.post("/v1/webhooks", json=hook).json()["id"]
     yield a, b
     for client in clients:
         client.close()
@@ -103,6 +108,7 @@ def fill(path: str, owner: Tenant) -> str:
         "model_id": owner.fine_tuned_model,
         "checkpoint": owner.checkpoint,
         "permission_id": owner.permission_id,
+        "webhook_id": owner.webhook_id,
     }
     return re.sub(r"\{(\w+)(:path)?\}", lambda m: ids[m.group(1)], path)
 
@@ -129,6 +135,7 @@ def snapshot(owner: Tenant) -> dict:
         "job": c.get(f"/v1/fine_tuning/jobs/{owner.job_id}").json(),
         "model": c.get(f"/v1/models/{owner.fine_tuned_model}").json(),
         "checkpoints": c.get(f"/v1/fine_tuning/jobs/{owner.job_id}/checkpoints").json(),
+        "webhooks": c.get("/v1/webhooks").json(),
     }
 
 

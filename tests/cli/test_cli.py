@@ -158,7 +158,7 @@ def test_sigterm_to_serve_stops_its_worker_and_inference_backend_too(fresh_setti
         key = re.search(r"API key: (\S+)", _banner(process)).group(1)  # type: ignore[union-attr]
         _get_when_up(f"http://127.0.0.1:{port}/v1/models", key)
         worker = child_pids(process.pid)
-        assert len(worker) == 2, "serve starts a worker and an inference backend"
+        assert len(worker) == 3, "serve starts a worker, a webhook worker and an inference backend"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         deadline = time.monotonic() + 30

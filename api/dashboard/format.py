@@ -1,0 +1,35 @@
+"""How the dashboard writes durations, times and sizes (Jinja filters)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+NOTHING = "\u2013"  # an en dash: no value
+
+
+def duration(seconds: int | None) -> str:
+    if seconds is None:
+        return NOTHING
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def when(unix: int | None) -> str:
+    if unix is None:
+        return NOTHING
+    return datetime.datetime.fromtimestamp(unix, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def size(count: int | None) -> str:
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+FILTERS: dict[str, Callable[..., Any]] = {"duration": duration, "when": when, "size": size}
