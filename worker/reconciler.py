@@ -46,6 +46,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
         "swept": [],
     }
     now = clock.now()
+    pools: dict[str, str | None] = {}
     with session_scope(rt.sessions) as session:
         for job in repository.with_expired_leases(session, now):
             if out_of_attempts(rt, session, job):
@@ -57,6 +58,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
                 )
                 queue.mark_enqueued(job)
                 done["requeued"].append(job.id)
+                pools[job.id] = job.pool
             job.lease_owner = job.lease_expires_at = None
     with session_scope(rt.sessions) as session:
         waiting = repository.awaiting_delivery(
@@ -65,9 +67,11 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
         for job in waiting:
             queue.mark_enqueued(job)
             done["enqueued" if job.status == QUEUED else "revalidated"].append(job.id)
+            pools[job.id] = job.pool
     done["swept"] = _sweep_finished_workdirs(rt)
     for job_id in done["requeued"] + done["enqueued"]:
-        queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
+        # To the job's own pool: only its workers have the GPUs the job was admitted for.
+        queue.enqueue(rt.settings, queue.RUN_JOB, job_id, pool=pools.get(job_id))
     for job_id in done["revalidated"]:
         queue.enqueue(rt.settings, queue.VALIDATE_JOB, job_id)
     if any(done.values()):
