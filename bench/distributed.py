@@ -7,13 +7,15 @@ the two loss curves side by side (they should agree within a few percent).
 Both runs go through the worker's own supervisor (worker/supervisor.py, worker/ranks.py) and the
 trainer's protocol, as a job would: gloo on CPU, NCCL where there are 2 GPUs. Throughput counts the
 tokens of the steps after the first over the time between their metrics lines. Peak memory is each
-rank's peak resident set (VmHWM), read from /proc while it runs. FSDP is not trained yet; when it is,
+rank's peak resident set (VmHWM), read from /proc while it runs. On CPU every process gets one
+thread (OMP_NUM_THREADS=1, as accelerate sets for multi-process CPU runs), the baseline too. FSDP is not trained yet; when it is,
 it is one more row here.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -95,6 +97,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="per step, over all processes")
     parser.add_argument("--seq-len", type=int, default=128)
     args = parser.parse_args()
+    # accelerate gives each process of a multi-process CPU run one thread; the baseline gets the same,
+    # or the comparison measures thread contention instead of data parallelism.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     model_dir = args.model_dir or demo_model_dir()
     print(f"model {model_dir}; {args.steps} steps of {args.batch_size} x {args.seq_len} tokens; lora")
     one = run(model_dir, 1, args)

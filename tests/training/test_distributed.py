@@ -6,7 +6,9 @@ process left behind."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,6 +60,17 @@ def ranks_of(spec_path: Path) -> dict[int, int]:
     return found
 
 
+def listening_addresses(pids: set[int]) -> set[str]:
+    """The local addresses that processes `pids` listen on (TCP), from `ss`."""
+    out = subprocess.run(["ss", "-tlnpH"], capture_output=True, text=True, check=True).stdout
+    found = set()
+    for line in out.splitlines():
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            found.add(line.split()[3].rsplit(":", 1)[0])
+    return found
+
+
 def losses(events: list) -> list[float]:
     return [event.train_loss for event in events if isinstance(event, Metrics)]
 
@@ -70,7 +83,12 @@ def test_two_ranks_train_like_one_process_and_rank_0_writes_the_artifact(model_d
     one, one_events = run(
         spec_of(one_dir, model_dir, replace_recipe(DDP, distributed="none", num_gpus=1)), one_dir, 1
     )
-    two, two_events = run(spec_of(two_dir, model_dir, DDP), two_dir, 2)
+    addresses: set[str] = set()
+
+    def look_at_sockets(event: Metrics) -> None:
+        addresses.update(listening_addresses(set(ranks_of(two_dir / "spec.json").values())))
+
+    two, two_events = run(spec_of(two_dir, model_dir, DDP), two_dir, 2, on_metrics=look_at_sockets)
 
     assert isinstance(one.final_event, Completed), one.stderr_tail
     assert isinstance(two.final_event, Completed), two.stderr_tail
@@ -78,6 +96,8 @@ def test_two_ranks_train_like_one_process_and_rank_0_writes_the_artifact(model_d
     assert len(losses(two_events)) == len(losses(one_events)) == 8
     assert losses(two_events) == pytest.approx(losses(one_events), rel=0.02, abs=0.02)
     assert (two_dir / "trainer-rank1.log").is_file()
+    # The ranks talk over loopback only: nothing listens on the machine's address or on all of them.
+    assert addresses and addresses <= {"127.0.0.1", "[::1]"}, addresses
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     PeftModel.from_pretrained(base, two.final_event.artifact_dir)
     assert ranks_of(two_dir / "spec.json") == {}
