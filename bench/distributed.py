@@ -8,8 +8,8 @@ Both runs go through the worker's own supervisor (worker/supervisor.py, worker/r
 trainer's protocol, as a job would: gloo on CPU, NCCL where there are 2 GPUs. Throughput counts the
 tokens of the steps after the first over the time between their metrics lines. Peak memory is each
 rank's peak resident set (VmHWM), read from /proc while it runs. On CPU every process gets one
-thread (OMP_NUM_THREADS=1, as accelerate sets for multi-process CPU runs), the baseline too. FSDP is not trained yet; when it is,
-it is one more row here.
+thread (OMP_NUM_THREADS=1, as accelerate sets for multi-process CPU runs), the baseline too. FSDP
+is not trained yet; when it is, it is one more row here.
 """
 
 from __future__ import annotations
