@@ -1,9 +1,11 @@
 """A distributed job (recipe distributed "ddp", 2 gloo processes on CPU) through the API and the
 worker's own code path: it trains and publishes an artifact that loads like a one-process one, and
-a cancel stops every rank of it, leaving no trainer process behind."""
+a cancel stops every rank of it, leaving no trainer process behind, and a paused one resumes
+on both ranks."""
 
 from __future__ import annotations
 
+import csv
 import io
 import tarfile
 import time
@@ -75,3 +77,28 @@ def test_cancel_stops_every_rank_of_a_ddp_job(
     while ranks_of(spec_path) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ranks_of(spec_path) == {}
+
+
+def test_a_paused_ddp_job_resumes_on_both_ranks_with_every_step_once(
+    client: TestClient, runtime: Runtime, training_file: str
+) -> None:
+    # 16 examples, 2 a step over both ranks, 6 epochs: 48 steps, so the pause lands mid-training.
+    job_id = create_job(client, training_file, recipe=DDP, hyperparameters={"n_epochs": 6, "batch_size": 2})
+    validate_job(runtime, job_id)
+    worker = in_thread(lambda: run_job(runtime, job_id))
+    wait_for(lambda: steps_trained(client, job_id) >= 3, timeout=300, what="step 3")
+    assert client.post(f"/v1/fine_tuning/jobs/{job_id}/pause").json()["status"] == "paused"
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    paused_at = steps_trained(client, job_id)
+    assert client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"] == "paused"
+    assert paused_at < 48
+
+    assert client.post(f"/v1/fine_tuning/jobs/{job_id}/resume").json()["status"] == "queued"
+    run_job(runtime, job_id)
+
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job["error"]
+    assert f"Fine-tuning job resumed from the checkpoint at step {paused_at}" in events(client, job_id)
+    result = client.get(f"/v1/files/{job['result_files'][0]}/content").text
+    assert [int(row["step"]) for row in csv.DictReader(io.StringIO(result))] == list(range(1, 49))
