@@ -20,6 +20,8 @@ ENV PYTHONUNBUFFERED=1 \
 # /data is made here so that a new named volume mounted on it starts owned by that user.
 RUN useradd --create-home --uid 10001 --user-group tunery \
  && mkdir /data && chown tunery:tunery /data
+# METEOR graders read WordNet from Debian's package (graders/wordnet.py), never from a download.
+RUN apt-get update && apt-get install -y --no-install-recommends wordnet-base && rm -rf /var/lib/apt/lists/*
 # The source stays a tree under /app, installed editable: api/migrations.py finds migrations/
 # beside the api package, which a plain `pip install .` into site-packages would lose.
 WORKDIR /app
@@ -70,4 +72,9 @@ USER tunery
 # `tunery inference` (docker-compose.yml's inference service runs this image) listens on
 # TUNERY_INFERENCE_PORT; the worker itself listens on nothing.
 EXPOSE 8001
+# Healthy while a worker of this container's hostname heartbeats in the workers table: a worker
+# wedged or cut off from the database is restarted. (The compose file's inference service, which
+# runs this image too, sets a healthcheck of its own.)
+HEALTHCHECK --interval=30s --timeout=20s --start-period=90s --retries=3 \
+  CMD ["tunery", "workers", "check"]
 CMD ["tunery", "worker"]

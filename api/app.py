@@ -19,6 +19,7 @@ from api.estimates.endpoints import router as estimates_router
 from api.files.endpoints import router as files_router
 from api.files.storage import FileStorage
 from api.fine_tuning.endpoints import router as jobs_router
+from api.graders.endpoints import router as graders_router
 from api.inference.endpoints import router as inference_router
 from api.inference.routing import Backends
 from api.models.endpoints import router as models_router
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(checkpoints_router)
     app.include_router(models_router)
     app.include_router(inference_router)
+    app.include_router(graders_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -101,6 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     exporting.add_argument("--format", choices=("adapter", "merged"), default="adapter")
     exporting.add_argument("-o", "--output", type=Path, required=True, help="a new or empty directory")
     exporting.set_defaults(run=cmd_models_export)
+
+    from api.workers.commands import add_commands as add_worker_commands
+
+    add_worker_commands(commands)
     return parser
 
 

@@ -170,6 +170,16 @@ class Settings(BaseSettings):
                 return None if backend == "embedded" else backend.removeprefix("vllm:").rstrip("/")
         return None
 
+    grader_cpu_seconds: int = Field(
+        default=10, ge=1, description="CPU time a python grader may use on one sample (graders/sandbox.py)."
+    )
+    grader_memory_mb: int = Field(
+        default=1024, ge=64, description="Address space a python grader may take on one sample, in MiB."
+    )
+    grader_wall_seconds: float = Field(
+        default=30.0, gt=0, description="Wall-clock time a python grader may take on one sample."
+    )
+
     @cached_property
     def data_path(self) -> Path:
         return self.data_dir.expanduser().resolve()

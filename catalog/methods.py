@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from catalog.recipes import RecipeType, recipe_type
 
-MethodName = Literal["supervised", "dpo", "classification"]
+MethodName = Literal["supervised", "dpo", "classification", "reinforcement"]
 Task = Literal["CAUSAL_LM", "SEQ_CLS"]
 
 Auto = Literal["auto"]
@@ -40,6 +40,48 @@ class HyperparametersIn(BaseModel):
 
 class DpoHyperparametersIn(HyperparametersIn):
     beta: Beta = Field(default="auto", description="How far the policy may move from the reference.")
+
+
+EvalInterval = Auto | Annotated[int, Field(ge=1, le=10_000)]
+EvalSamples = Auto | Annotated[int, Field(ge=1, le=10_000)]
+ComputeMultiplier = Auto | Annotated[float, Field(ge=0.5, le=8)]
+
+
+class ReinforcementHyperparametersIn(HyperparametersIn):
+    """OpenAI's reinforcement hyperparameters, with what each means for an open model (README)."""
+
+    eval_interval: EvalInterval = Field(default="auto", description="Training steps between validations.")
+    eval_samples: EvalSamples = Field(
+        default="auto", description="Validation prompts answered and graded at each validation."
+    )
+    compute_multiplier: ComputeMultiplier = Field(
+        default="auto",
+        description="Scales the answers sampled per prompt (GRPO group): 4 x compute_multiplier, at least 2.",
+    )
+    reasoning_effort: Literal["default", "low", "medium", "high"] = Field(
+        default="default",
+        description="OpenAI's reasoning models' setting; an open model has none, so only 'default' is taken.",
+    )
+
+    @field_validator("reasoning_effort")
+    @classmethod
+    def _no_effort_to_set(cls, value: str) -> str:
+        if value != "default":
+            raise ValueError(
+                f"reasoning_effort {value!r} means nothing for an open model: the models Tunery trains have "
+                "no reasoning-effort setting. Leave it out or give 'default'."
+            )
+        return value
+
+
+# Answers sampled per prompt at compute_multiplier 1: GRPO learns from how they differ.
+GENERATIONS_PER_PROMPT = 4
+# How long an answer may grow during rollouts (tokens); graders see the answer cut there.
+MAX_COMPLETION_TOKENS = 64
+
+
+def generations_per_prompt(compute_multiplier: float) -> int:
+    return max(2, round(GENERATIONS_PER_PROMPT * compute_multiplier))
 
 
 # DPO starts from a model that already answers well and only shifts preferences between its own
@@ -66,6 +108,8 @@ class Method:
     """Learns a closed set of labels from the training file, which the job records (and shows in
     `method.{name}.labels`) and a validation file may not go beyond."""
     summary: str = ""
+    grader: bool = False
+    """Trains against a grader given in `method.{name}.grader` (graders/), which the job records."""
 
 
 _ROWS = (
@@ -97,6 +141,23 @@ _ROWS = (
         ignores=("packing", "train_on_inputs"),
         labels=True,
         summary="Tunery's extension: a sequence classifier on {text, label} lines",
+    ),
+    Method(
+        "reinforcement",
+        formats=("reinforcement",),
+        task="CAUSAL_LM",
+        hyperparameters=ReinforcementHyperparametersIn,
+        # GRPO's updates are noisy (a reward, not a target per token): a tenth of the SFT rate, as DPO.
+        learning_rate=lambda kind: kind.learning_rate * DPO_FACTOR,
+        auto={
+            "eval_interval": 1,
+            "eval_samples": 8,
+            "compute_multiplier": 1.0,
+            "reasoning_effort": "default",
+        },
+        ignores=("packing", "train_on_inputs"),
+        grader=True,
+        summary="prompts and a grader: answers sampled from the model, rewarded, through TRL's GRPOTrainer",
     ),
 )
 METHODS: dict[str, Method] = {row.name: row for row in _ROWS}

@@ -349,6 +349,12 @@ class TestDockerfile:
         assert healthcheck is not None
         assert "/healthz" in healthcheck
 
+    def test_worker_healthcheck_asks_the_worker_registry(self) -> None:
+        healthcheck = _last("worker", "HEALTHCHECK")
+        assert healthcheck is not None
+        command = _exec_form(healthcheck.split("CMD", 1)[1].strip())
+        assert _parse_tunery(command).run.__name__ == "cmd_check"
+
     def test_dockerignore_keeps_what_the_images_need(self) -> None:
         patterns = [
             line.strip()

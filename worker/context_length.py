@@ -5,7 +5,7 @@ the examples longer than the context (the trainer truncates them, as OpenAI does
 rendered the way the trainer renders them (worker/training/data.py): chat, prompt/completion (one user
 turn, one assistant turn) and preference examples through the model's chat template; classification
 examples as their plain text. A preference example counts as its longer side: the prompt with the
-preferred answer, or with the other.
+preferred answer, or with the other. A reinforcement prompt counts as the prompt alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 import jinja2
 
 from api.files.validation import ExampleRejected
-from worker.training.data import DatasetError, normalize_example
+from catalog.formats.reinforcement import read_reinforcement
+from worker.training.data import DatasetError, normalize_example, template_message
 
 # Where Hugging Face configs keep the number of positions a model was trained for, by model family;
 # multimodal models keep it in their text_config.
@@ -62,7 +63,23 @@ def example_token_counter(model_dir: str | Path) -> tuple[Callable[[dict[str, An
         except RecursionError:
             raise ExampleRejected("is nested too deeply for the model's chat template") from None
 
+    def prompt_tokens(example: dict[str, Any]) -> int:
+        # A reinforcement prompt: no answer to render; the model's is generated during training.
+        prompt, problems = read_reinforcement(example)
+        if prompt is None:
+            raise ExampleRejected(problems[0])
+        messages = [template_message(message) for message in prompt.messages]
+        tools = [tool.definition for tool in prompt.tools] if prompt.tools else None
+        try:
+            return n_tokens(_render(tokenizer, {"messages": messages, "tools": tools}))
+        except jinja2.TemplateError as exc:
+            raise ExampleRejected(f"the model's chat template rejected this example: {exc}") from None
+
     def count(example: dict[str, Any]) -> int:
+        if "messages" in example and not any(
+            isinstance(turn, dict) and turn.get("role") == "assistant" for turn in example["messages"]
+        ):
+            return prompt_tokens(example)
         if "messages" in example:
             return chat_tokens(example["messages"], example.get("tools"))
         if "input" in example:

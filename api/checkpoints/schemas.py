@@ -21,6 +21,9 @@ class CheckpointMetrics(OmitsEmptyOptionals):
         "valid_mean_token_accuracy",
         "full_valid_loss",
         "full_valid_mean_token_accuracy",
+        "train_reward_mean",
+        "train_reward_std",
+        "valid_reward_mean",
     )
 
     step: float | None = None
@@ -30,6 +33,10 @@ class CheckpointMetrics(OmitsEmptyOptionals):
     valid_mean_token_accuracy: float | None = None
     full_valid_loss: float | None = None
     full_valid_mean_token_accuracy: float | None = None
+    # Reinforcement jobs' (Tunery's addition, as on their metrics events).
+    train_reward_mean: float | None = None
+    train_reward_std: float | None = None
+    valid_reward_mean: float | None = None
 
 
 class FineTuningJobCheckpointObject(BaseModel):

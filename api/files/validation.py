@@ -39,9 +39,12 @@ from catalog.formats import (
     PREFERENCE,
     PROMPT_COMPLETION,
     ROLES,
+    UPLOAD_FORMATS,
     ClassificationExample,
     FileReader,
+    Format,
     format_of,
+    missing_item_fields,
     not_text,
 )
 from catalog.methods import METHODS
@@ -177,6 +180,8 @@ def check_lines(
     limit_name: str = "the model's context",
     max_line_bytes: int | None = None,
     max_lines: int | None = None,
+    formats: tuple[Format, ...] = UPLOAD_FORMATS,
+    item_fields: frozenset[str] = frozenset(),
 ) -> DatasetReport:
     """Check every line; blank lines (a trailing newline, CRLF leftovers) are skipped.
 
@@ -188,9 +193,12 @@ def check_lines(
     `max_lines` lines (blank ones included) reading stops with a problem. The messages name the settings
     the API takes these limits from. A file whose first bytes say it is not UTF-8 text at all (gzip,
     zip, UTF-16) is one problem, and the rest of it is not read.
+
+    `formats`: what the lines are read as (a job's: catalog.formats.reading_formats of its method).
+    `item_fields`: the fields the job's grader reads as item.<field>; a line without one is a problem.
     """
     report = DatasetReport()
-    reader = FileReader()
+    reader = FileReader(formats)
     for line_no, raw in enumerate(lines, start=1):
         if max_lines is not None and line_no > max_lines:
             report.add_problems(
@@ -211,6 +219,8 @@ def check_lines(
         if line is None:
             continue
         problems = line.problems
+        if item_fields and line.json is not None and not problems:
+            problems.extend(missing_item_fields(line.json, set(item_fields)))
         if count_tokens is not None and not problems:
             assert line.json is not None
             try:

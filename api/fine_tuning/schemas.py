@@ -19,7 +19,7 @@ from catalog.methods import (
 )
 
 # OpenAI's methods that Tunery does not train yet: the schema takes them, so the answer can say so.
-NOT_YET_METHODS = ("reinforcement",)
+NOT_YET_METHODS: tuple[str, ...] = ()
 
 
 class _Section(Strict):
@@ -38,15 +38,18 @@ class _MethodBase(Strict):
         return getattr(section, "hyperparameters", None)
 
 
+def _section_fields(row: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {"hyperparameters": (row.hyperparameters | None, None)}
+    if row.grader:
+        # Read by api/graders/service.py, which names the bad field of a bad grader.
+        fields["grader"] = (dict[str, Any], ...)
+    return fields
+
+
 def _method_model() -> type[_MethodBase]:
     sections: dict[str, Any] = {
         row.name: (
-            create_model(
-                f"{row.name.title()}In",
-                __base__=_Section,
-                hyperparameters=(row.hyperparameters | None, None),  # type: ignore[arg-type]
-            )
-            | None,
+            create_model(f"{row.name.title()}In", __base__=_Section, **_section_fields(row)) | None,
             None,
         )
         for row in METHODS.values()
@@ -110,6 +113,8 @@ def method_object(job: FineTuningJob) -> dict[str, Any]:
     section: dict[str, Any] = {"hyperparameters": dict(job.hyperparameters)}
     if METHODS[method_type].labels and job.method.get("labels"):
         section["labels"] = job.method["labels"]
+    if METHODS[method_type].grader and job.method.get("grader"):
+        section["grader"] = job.method["grader"]
     return {"type": method_type, method_type: section}
 
 

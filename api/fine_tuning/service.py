@@ -32,11 +32,14 @@ from api.fine_tuning.status import (
     InvalidTransition,
     transition,
 )
+from api.graders import service as graders
 from api.ids import new_id
 from api.models.store import BaseModelEntry, ModelStore
 from api.tables import FineTuningJob, FineTuningJobEvent
 from catalog.methods import DEFAULT_METHOD, METHODS
 from catalog.recipes import RECIPE_TYPES, Recipe
+from graders import grader_json
+from graders.types import MODEL_GRADERS, grader_types
 
 
 def create_job_once(
@@ -82,6 +85,7 @@ def create_job(
     idempotency_key: str | None = None,
 ) -> FineTuningJob:
     method_type, hyperparameters = method_and_hyperparameters(request)
+    method = {"type": method_type, **_grader_of(request)}
     base = store.get(request.model)
     if base is None:
         raise model_not_found(request.model, param="model")
@@ -103,7 +107,7 @@ def create_job(
         validation_file=request.validation_file,
         status=VALIDATING_FILES,
         hyperparameters=hyperparameters,
-        method={"type": method_type},
+        method=method,
         recipe=recipe.model_dump(),
         seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
         suffix=request.suffix,
@@ -211,6 +215,29 @@ def fine_tuned_model_name(job: FineTuningJob) -> str:
 
 def checkpoint_model_name(job: FineTuningJob, step: int) -> str:
     return f"{fine_tuned_model_name(job)}:ckpt-step-{step}"
+
+
+def _grader_of(request: JobCreate) -> dict[str, object]:
+    """A grading method's grader, checked as graders.validate checks it: {"grader": {...}} or {}."""
+    if request.method is None or not METHODS[request.method.type].grader:
+        return {}
+    param = f"method.{request.method.type}.grader"
+    section = getattr(request.method, request.method.type)
+    if section is None:
+        raise InvalidRequest(
+            f"{param} is required: the grader that rewards the model's answers",
+            param=param,
+            code="invalid_grader",
+        )
+    grader = graders.read_grader(section.grader, param=param)
+    if any(kind in MODEL_GRADERS for kind in grader_types(grader)):
+        raise InvalidRequest(
+            f"{param}: score_model and label_model graders are not yet supported in training (try them with "
+            "/v1/fine_tuning/alpha/graders/run); use string_check, text_similarity, python or multi of those",
+            param=param,
+            code="invalid_grader",
+        )
+    return {"grader": grader_json(grader)}
 
 
 def _check_recipe_fits(recipe: RecipeIn, base: BaseModelEntry) -> None:

@@ -53,7 +53,6 @@ class ModelArtifact:
     step: int | None
     """The checkpoint's step; None for the job's fine-tuned model."""
     directory: Path
-    classifier: bool = False
 
     @property
     def stem(self) -> str:
@@ -83,11 +82,9 @@ def find_artifact(
             raise model_not_found(model_id)
         directory = artifacts.checkpoint_dir(settings, row.job.id, row.step_number)
         artifact = ModelArtifact(model_id, row.job.id, row.step_number, directory)
-        job = row.job
     if not artifact.directory.is_dir():
         raise model_not_found(model_id)  # its files are gone (being deleted, or never stored)
-    classifier = jobs.method_task(job) == "SEQ_CLS"
-    return ModelArtifact(artifact.model, artifact.job_id, artifact.step, artifact.directory, classifier)
+    return artifact
 
 
 def merged_export(session: Session, settings: Settings, artifact: ModelArtifact) -> Path | None:
@@ -95,12 +92,6 @@ def merged_export(session: Session, settings: Settings, artifact: ModelArtifact)
     request's commit). Raises ExportFailed when the last merge failed its check."""
     if not artifact.is_adapter:
         return artifact.directory  # full, freeze, bitfit: the artifact is a whole model already
-    if artifact.classifier:
-        raise InvalidRequest(
-            "Merged exports of classification adapters are not made yet; download format=adapter.",
-            param="format",
-            code="model_not_mergeable",
-        )
     config = read_adapter_config(artifact.directory) or {}
     if config.get("peft_type") not in MERGEABLE_PEFT_TYPES:
         raise InvalidRequest(

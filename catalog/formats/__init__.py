@@ -5,6 +5,7 @@
     preference (DPO)   {"input": {"messages": [...], "tools": [...]?},
                         "preferred_output": [assistant message], "non_preferred_output": [assistant message]}
     classification     {"text": str, "label": str | int | bool}
+    reinforcement      {"messages": [prompt], "tools": [...]?, ...the fields its grader reads}
 
 A line of bytes goes through parse_line (in a file, FileReader.read) and comes out as a typed example
 or as its problems, in the words the user sees: the API's upload and job validation and the trainer's
@@ -48,13 +49,16 @@ from catalog.formats.registry import (
     FORMATS_BY_METHOD,
     PREFERENCE,
     PROMPT_COMPLETION,
+    REINFORCEMENT,
     UPLOAD_FORMATS,
     Example,
     Format,
     format_of,
     read_example,
+    reading_formats,
     wrong_format,
 )
+from catalog.formats.reinforcement import ReinforcementExample, missing_item_fields
 
 __all__ = [
     "CHAT",
@@ -69,6 +73,7 @@ __all__ = [
     "MESSAGE_KEYS",
     "PREFERENCE",
     "PROMPT_COMPLETION",
+    "REINFORCEMENT",
     "ROLES",
     "UPLOAD_FORMATS",
     "ChatExample",
@@ -82,13 +87,16 @@ __all__ = [
     "PreferenceExample",
     "PreferenceInput",
     "PromptCompletionExample",
+    "ReinforcementExample",
     "TextPart",
     "Tool",
     "ToolCall",
     "format_of",
+    "missing_item_fields",
     "not_an_object",
     "not_text",
     "parse_line",
     "read_example",
+    "reading_formats",
     "wrong_format",
 ]

@@ -13,7 +13,16 @@ from typing import Any
 
 from catalog.formats.classification import MAX_LABELS, ClassificationExample
 from catalog.formats.json_lines import BOM, not_text, parse_json_line
-from catalog.formats.registry import FORMAT_NAMES, UPLOAD_FORMATS, Example, Format, read_example
+from catalog.formats.registry import (
+    CHAT,
+    FORMAT_NAMES,
+    REINFORCEMENT,
+    UPLOAD_FORMATS,
+    Example,
+    Format,
+    read_example,
+)
+from catalog.formats.reinforcement import NO_ASSISTANT
 
 
 @dataclass(slots=True)
@@ -81,6 +90,9 @@ class FileReader:
         if fmt is not None:
             if self.file_format is None:
                 self.file_format, self.file_format_line = fmt, number
+            elif fmt == REINFORCEMENT and self.file_format == CHAT:
+                # In a chat file, a line without an answer is a chat example with nothing to learn.
+                line.refuse(NO_ASSISTANT)
             elif fmt != self.file_format:
                 line.refuse(
                     f"is a {FORMAT_NAMES[fmt]} example, but line {self.file_format_line} is a "

@@ -14,19 +14,23 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from catalog.formats import chat, classification, preference, prompt_completion
+from catalog.formats import chat, classification, preference, prompt_completion, reinforcement
 from catalog.formats.chat import ChatExample
 from catalog.formats.classification import ClassificationExample
 from catalog.formats.preference import PreferenceExample
 from catalog.formats.prompt_completion import PromptCompletionExample
+from catalog.formats.reinforcement import ReinforcementExample
 from catalog.methods import METHODS
 
-Example = ChatExample | PromptCompletionExample | PreferenceExample | ClassificationExample
+Example = (
+    ChatExample | PromptCompletionExample | PreferenceExample | ClassificationExample | ReinforcementExample
+)
 
 CHAT = "chat"
 PROMPT_COMPLETION = "prompt_completion"
 PREFERENCE = "preference"
 CLASSIFICATION = "classification"
+REINFORCEMENT = "reinforcement"
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,18 @@ FORMATS: dict[str, Format] = {
             "'text' and 'label'",
             classification.read_classification,
         ),
+        Format(
+            REINFORCEMENT,
+            "reinforcement",
+            reinforcement.KEYS,
+            "a 'messages' prompt (and the fields its grader reads)",
+            reinforcement.read_reinforcement,
+        ),
     )
 }
-# The formats told apart by their keys when a file is uploaded, before any method is known.
-UPLOAD_FORMATS = tuple(FORMATS.values())
+# The formats told apart by their keys when a file is uploaded, before any method is known; the
+# reinforcement format shares the chat format's keys (see read_example).
+UPLOAD_FORMATS = tuple(row for row in FORMATS.values() if row.name != REINFORCEMENT)
 FORMAT_NAMES = {name: row.title for name, row in FORMATS.items()}
 FORMAT_KEYS = {name: row.keys for name, row in FORMATS.items()}
 
@@ -87,6 +99,11 @@ def read_example(
     present = [row for row in formats if not value.keys().isdisjoint(row.keys)]
     if len(present) == 1:
         example, problems = present[0].read(value)
+        if problems == [reinforcement.NO_ASSISTANT] and formats == UPLOAD_FORMATS:
+            # A chat line with nothing to learn from is a reinforcement prompt, as far as an upload can tell.
+            prompt, prompt_problems = FORMATS[REINFORCEMENT].read(value)
+            if not prompt_problems:
+                return prompt, REINFORCEMENT, []
         return example, present[0].name, problems
     if not present:
         return None, None, [_unknown_format(formats)]
@@ -94,6 +111,15 @@ def read_example(
         f"{row.title} key(s) {', '.join(repr(key) for key in row.keys if key in value)}" for row in present
     )
     return None, None, [f"mixes {keys}: an example is in one format"]
+
+
+def reading_formats(method: str) -> tuple[Format, ...]:
+    """The formats a job's files are read in: the upload formats, or the method's own where one of them
+    is not told by its keys (reinforcement)."""
+    own = FORMATS_BY_METHOD[method]
+    if all(FORMATS[name] in UPLOAD_FORMATS for name in own):
+        return UPLOAD_FORMATS
+    return tuple(FORMATS[name] for name in own)
 
 
 def format_of(value: dict[str, Any], formats: tuple[Format, ...] = UPLOAD_FORMATS) -> str | None:
@@ -104,6 +130,8 @@ def format_of(value: dict[str, Any], formats: tuple[Format, ...] = UPLOAD_FORMAT
 
 def wrong_format(method: str, fmt: str) -> str:
     """The problem of an example of format `fmt` in a file that `method` reads."""
+    if fmt == REINFORCEMENT and CHAT in FORMATS_BY_METHOD[method]:
+        return f"{reinforcement.NO_ASSISTANT}: a prompt with no answer trains with the reinforcement method"
     needs = " or ".join(FORMATS[name].needs for name in FORMATS_BY_METHOD[method])
     return f"is a {FORMAT_NAMES[fmt]} example, but the {method} method needs {needs}"
 

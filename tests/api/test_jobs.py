@@ -144,7 +144,8 @@ class TestCreateRefusals:
             # The tiny Llama has no biases: bitfit would fail in the worker minutes later.
             ({"recipe": {"type": "bitfit"}}, 400, "recipe.type", "invalid_recipe"),
             ({"learning_rate": 0.1}, 400, "learning_rate", None),
-            ({"method": {"type": "reinforcement"}}, 400, "method.type", None),
+            ({"method": {"type": "reinforcement"}}, 400, "method.reinforcement.grader", "invalid_grader"),
+            ({"method": {"type": "ppo"}}, 400, "method.type", None),
             (
                 {"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 3}}}},
                 400,

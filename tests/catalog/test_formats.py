@@ -138,6 +138,7 @@ def test_each_method_names_what_it_needs() -> None:
         "supervised": (CHAT, PROMPT_COMPLETION),
         "dpo": (PREFERENCE,),
         "classification": (CLASSIFICATION,),
+        "reinforcement": ("reinforcement",),
     }
     assert wrong_format("supervised", CLASSIFICATION) == (
         "is a classification example, but the supervised method needs a 'messages' list or 'prompt' and "

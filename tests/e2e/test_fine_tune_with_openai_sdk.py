@@ -4,6 +4,7 @@ upload -> create -> validating_files -> queued -> running -> succeeded -> adapte
 from __future__ import annotations
 
 import io
+import json
 import statistics
 import subprocess
 import sys
@@ -162,7 +163,11 @@ def assert_adapter_generates(base_dir: Path, adapter_dir: Path) -> None:
 def test_errors_reach_the_sdk_as_its_exception_classes(service: LiveService, tmp_path: Path) -> None:
     client = OpenAI(base_url=service.base_url, api_key=service.api_key, max_retries=0)
     broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
+    # An answer of weight 0 is nothing to learn (a line with no answer at all is a reinforcement prompt).
+    nothing_to_learn = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x", "weight": 0}]}
+    )
+    broken.write_text(nothing_to_learn + "\nnot json\n")
     with pytest.raises(BadRequestError) as bad_file:
         client.files.create(file=broken.open("rb"), purpose="fine-tune")
     assert "line 1: messages has no assistant message" in bad_file.value.message

@@ -23,6 +23,7 @@ from tests.support.services import free_port
 from tests.support.tiny_model import SYSTEM_PROMPT, toy_chat_examples, write_jsonl
 
 pytestmark = pytest.mark.e2e
+INFERENCE_HEALTH: dict[str, str] = {}  # the running backend's /health, set by the fixture
 
 
 @pytest.fixture
@@ -39,7 +40,8 @@ def service(settings: Settings, tiny_model_dir: Path, tmp_path: Path) -> Iterato
         )
     try:
         with live_service(settings, logs, extra_env=extra) as running:
-            _wait_for(f"http://127.0.0.1:{inference_port}/health", inference, running)
+            INFERENCE_HEALTH["url"] = f"http://127.0.0.1:{inference_port}/health"
+            _wait_for(INFERENCE_HEALTH["url"], inference, running)
             yield running
     finally:
         stop(inference)
@@ -180,7 +182,42 @@ def test_the_fine_tuned_model_answers_what_it_learned(service: LiveService, tmp_
         )
     assert unsupported.value.param == "frequency_penalty"
 
+    assert_a_client_that_leaves_stops_its_generation(service)
+
     # A deleted model no longer answers.
     client.models.delete(job.fine_tuned_model)
     with pytest.raises(NotFoundError):
         client.chat.completions.create(model=job.fine_tuned_model, messages=question("lime"))  # type: ignore[arg-type]
+
+
+def assert_a_client_that_leaves_stops_its_generation(service: LiveService) -> None:
+    """A client that closes its stream, or gives up on a whole answer, stops the backend's generation
+    through the API: the backend counts the generation as cancelled, not finished."""
+
+    def cancelled() -> int:
+        return int(httpx.get(INFERENCE_HEALTH["url"], timeout=5).json()["cancelled_generations"])
+
+    def wait_for_cancelled(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while cancelled() < count:
+            assert time.monotonic() < deadline, f"the generation was not cancelled:\n{service.log_tail()}"
+            time.sleep(0.1)
+
+    # Greedy, the random base model says ~280 tokens to this (deterministically: sampled, it may end
+    # at once), so it is still generating when the client leaves.
+    body = {"model": TINY_MODEL, "messages": question("apple"), "max_tokens": 400, "temperature": 0}
+    headers = {"Authorization": f"Bearer {service.api_key}"}
+    before = cancelled()
+    with (
+        httpx.Client(base_url=service.base_url, headers=headers, timeout=30) as http,
+        http.stream("POST", "/chat/completions", json={**body, "stream": True}) as streamed,
+    ):
+        assert streamed.status_code == 200
+        next(streamed.iter_lines())  # the first chunk: it is generating; then the client leaves
+    wait_for_cancelled(before + 1)
+    with (
+        httpx.Client(base_url=service.base_url, headers=headers, timeout=0.3) as http,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        http.post("/chat/completions", json=body)
+    wait_for_cancelled(before + 2)

@@ -142,7 +142,10 @@ class Cluster:
         self._started += 1
         log = (self.logs / f"{self._started:02d}-{command}.log").open("wb")
         return subprocess.Popen(
-            [sys.executable, "-m", "api.cli", command, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "api.cli", command, *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
 

@@ -57,7 +57,7 @@ class TestSpec:
     @pytest.mark.parametrize(
         ("changes", "message"),
         [
-            ({"method": "reinforcement"}, "method must be one of"),
+            ({"method": "ppo"}, "method must be one of"),
             ({"beta": 0}, "beta must be positive"),
             ({"labels": ["only"]}, "at least two distinct labels"),
             ({"checkpoint_every_steps": 0}, "checkpoint_every_steps must be at least 1"),

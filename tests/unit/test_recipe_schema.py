@@ -122,9 +122,9 @@ class TestBaseLearningRate:
 
     def test_every_type_and_method_has_a_rate(self) -> None:
         for recipe_type in RECIPE_TYPES:
-            for method in ("supervised", "dpo", "classification"):
+            for method in ("supervised", "dpo", "classification", "reinforcement"):
                 assert base_learning_rate(recipe_type, method) > 0
 
     def test_unknown_method_is_refused(self) -> None:
         with pytest.raises(ValueError, match="unknown method"):
-            base_learning_rate("lora", "reinforcement")
+            base_learning_rate("lora", "ppo")

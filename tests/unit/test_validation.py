@@ -27,6 +27,7 @@ from api.files.validation import (
     check_lines,
     example_format,
 )
+from catalog.formats import reading_formats
 
 DATASETS = Path(__file__).parents[1] / "data" / "datasets"
 
@@ -242,9 +243,6 @@ BAD = [
         id="weight-true",
     ),
     pytest.param(
-        encoded(chat(USER)), "line 1: messages has no assistant message to learn from", id="no-assistant"
-    ),
-    pytest.param(
         encoded(chat(USER, {**ASSISTANT, "weight": 0})),
         "line 1: messages has no assistant message to learn from",
         id="all-weight-0",
@@ -395,6 +393,29 @@ BAD = [
         id="two-boms",
     ),
 ]
+
+
+def test_a_line_without_an_answer_is_a_reinforcement_prompt_and_no_supervised_example() -> None:
+    lines = [encoded(chat(USER))] * 10
+    uploaded = check_lines(lines)
+    assert uploaded.ok and uploaded.formats == {"reinforcement": 10}
+    issue = check_dataset(uploaded, "supervised")
+    assert issue is not None and "10 reinforcement example(s)" in issue.message
+    as_supervised = check_lines(lines, formats=reading_formats("supervised"))
+    assert check_dataset(as_supervised, "supervised") is not None
+    as_reinforcement = check_lines(lines, formats=reading_formats("reinforcement"))
+    assert check_dataset(as_reinforcement, "reinforcement") is None
+
+
+def test_reinforcement_lines_must_have_the_fields_the_grader_reads() -> None:
+    lines = [encoded({**chat(USER), "answer": "red"})] * 9 + [encoded(chat(USER))]
+    report = check_lines(lines, formats=reading_formats("reinforcement"), item_fields=frozenset({"answer"}))
+    assert report.problems == ["line 10: has no field 'answer', which the grader reads as {{item.answer}}"]
+
+
+def test_a_reinforcement_prompt_may_not_end_with_the_answer() -> None:
+    report = check_lines([encoded(chat(USER, ASSISTANT))], formats=reading_formats("reinforcement"))
+    assert "is an assistant message: a reinforcement prompt ends" in report.problems[0]
 
 
 @pytest.mark.parametrize(("line", "problem"), BAD)
@@ -556,7 +577,7 @@ def test_only_valid_examples_are_counted() -> None:
         counted.append(example)
         return 1
 
-    check_lines([b"{bad", *lines(chat(USER)), *lines(chat(USER, ASSISTANT))], count_tokens=count)
+    check_lines([b"{bad", *lines({"messages": []}), *lines(chat(USER, ASSISTANT))], count_tokens=count)
     assert counted == [chat(USER, ASSISTANT)]
 
 

@@ -4,6 +4,8 @@ lost when its heartbeat stops; against the database, and with real worker proces
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,6 +76,11 @@ def wait_for(predicate: Callable[[], bool], what: str, cluster: Cluster, timeout
     raise AssertionError(f"{what} within {timeout}s:\n{cluster.log_tail()}")
 
 
+def workers_cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "api.cli", "workers", *args]
+    return subprocess.run(command, env=cluster.env, capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.slow
 def test_real_workers_show_their_pool_and_a_killed_one_goes_lost(
     settings: Settings, cluster: Cluster
@@ -103,10 +110,15 @@ def test_real_workers_show_their_pool_and_a_killed_one_goes_lost(
         assert (gpus, memory, state) == (2, 24 * 2**30, ACTIVE)
         assert rows()["small"][1:4] == (0, None, ACTIVE)  # a CPU machine: CUDA reports nothing
         wait_for(lambda: rows()["big"][4] > first_beat, "the heartbeat moved on", cluster)
+        assert workers_cli(cluster, "check").returncode == 0  # the worker image's healthcheck
+        listed = workers_cli(cluster, "list").stdout
+        assert "big\t2 GPU x 24.0 GiB\tactive" in listed and "small\t0 GPU\tactive" in listed
 
         doomed.send_signal(signal.SIGKILL)
         wait_for(lambda: rows()["big"][3] == LOST, "the killed worker shown lost", cluster)
         polite.send_signal(signal.SIGTERM)
         wait_for(lambda: rows()["small"][3] == STOPPED, "the stopped worker shown stopped", cluster)
+        failed = workers_cli(cluster, "check")
+        assert failed.returncode == 1 and "no worker on" in failed.stderr
     finally:
         engine.dispose()

@@ -146,6 +146,8 @@ class Engine:
         self.capacity = 1 + max_queue
         self.admitted = 0  # requests running or waiting; touched only on the event loop
         self.batch_sizes: list[int] = []  # of each batched `generate` call: what tests and benchmarks read
+        # Generations stopped before their end because their client left (health reports it).
+        self.cancelled = 0
         self._waiting: deque[_Waiting] = deque()
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunery-generate")
@@ -270,6 +272,8 @@ class Engine:
         for (waiting, _), outcome in zip(group, finished, strict=True):
             if outcome is not None:
                 waiting.events.put(Ended(0, outcome))
+            else:
+                self.cancelled += 1
             self._end(waiting, Done())
 
     def _run_alone(self, waiting: _Waiting) -> None:
@@ -279,7 +283,7 @@ class Engine:
             if not events.cancelled.is_set():  # a client that left while it waited
                 waiting.work(self.pool, events.put, events.cancelled)
         except Cancelled:
-            pass
+            self.cancelled += 1
         except Exception as error:
             last = Failed(error)
         self._end(waiting, last)

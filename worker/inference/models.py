@@ -76,6 +76,24 @@ class _Base:
     adapters: set[str] = field(default_factory=set)
 
 
+@dataclass
+class _StagedLora:
+    """A LoRA adapter read from disk, not yet attached to its base."""
+
+    config: Any
+    weights: dict[str, torch.Tensor]
+    tokenizer: Any
+
+    @classmethod
+    def read(cls, artifact: Path, tokenizer: Any, device: str) -> _StagedLora:
+        from peft import PeftConfig
+        from peft.utils import load_peft_weights
+
+        config = PeftConfig.from_pretrained(str(artifact))
+        config.inference_mode = True
+        return cls(config, load_peft_weights(str(artifact), device=device), tokenizer)
+
+
 class ModelPool:
     def __init__(self, store: ModelStore, artifacts_root: Path, max_adapters: int, device: str | None = None):
         self.store = store
@@ -87,7 +105,8 @@ class ModelPool:
         )
         self._bases: dict[str, _Base] = {}
         self._tuned: OrderedDict[str, tuple[Servable, str | None]] = OrderedDict()  # dir -> (servable, base)
-        self._staged: dict[str, Servable] = {}  # dir -> a model of its own, loaded by `prefetch`
+        # dir -> what `prefetch` read: a model of its own, or a LoRA adapter for `get` to attach
+        self._staged: dict[str, Servable | _StagedLora] = {}
         self._lock = threading.RLock()
         self.loads = 0  # fine-tuned models loaded so far (evicted ones count again): what tests watch
 
@@ -111,12 +130,14 @@ class ModelPool:
         if self.ready(model, target):
             return
         record, tokenizer, task = self._read_artifact(artifact)
+        staged: Servable | _StagedLora
         if self._is_shared_lora(artifact, record, task):
             self._base(target.base_model)
-            return
-        servable = self._load_own(target.base_model, artifact, record, tokenizer, task)
+            staged = _StagedLora.read(artifact, tokenizer, self.device)
+        else:
+            staged = self._load_own(target.base_model, artifact, record, tokenizer, task)
         with self._lock:
-            self._staged.setdefault(key, servable)
+            self._staged.setdefault(key, staged)
 
     def get(self, model: str, target: BackendTarget | None) -> Servable:
         if target is None:
@@ -132,7 +153,9 @@ class ModelPool:
             staged = self._staged.pop(key, None)
         while len(self._tuned) >= self.max_adapters:
             self._evict()
-        if staged is not None:
+        if isinstance(staged, _StagedLora):
+            servable, shared_base = self._attach_lora(target.base_model, staged), target.base_model
+        elif staged is not None:
             servable, shared_base = staged, None
         else:
             servable, shared_base = self._load_tuned(target.base_model, artifact)
@@ -232,17 +255,24 @@ class ModelPool:
         return self._servable(model, tokenizer, task, adapter_name="default")
 
     def _load_shared_lora(self, base_id: str, artifact: Path, tokenizer: Any) -> Servable:
+        return self._attach_lora(base_id, _StagedLora.read(artifact, tokenizer, self.device))
+
+    def _attach_lora(self, base_id: str, staged: _StagedLora) -> Servable:
+        """Add an adapter read beforehand to its shared base: on the generation thread, as it changes the
+        model, but with nothing read from disk (prefetch read it on the loader thread)."""
         from peft import PeftModel
+        from peft.utils import set_peft_model_state_dict
 
         base = self._base(base_id)
         name = f"adapter-{self.loads}"  # unique among those loaded; never reused while loaded
         if hasattr(base.model, "peft_config"):
-            base.model.load_adapter(artifact, adapter_name=name)
+            base.model.add_adapter(name, staged.config)
         else:
-            base.model = PeftModel.from_pretrained(base.model, artifact, adapter_name=name)
+            base.model = PeftModel(base.model, staged.config, adapter_name=name)
+        set_peft_model_state_dict(base.model, staged.weights, adapter_name=name)
         base.model.eval()
         base.adapters.add(name)
-        return self._servable(base.model, tokenizer, "CAUSAL_LM", adapter_name=name, shared=True)
+        return self._servable(base.model, staged.tokenizer, "CAUSAL_LM", adapter_name=name, shared=True)
 
     def _evict(self) -> None:
         self._drop(next(iter(self._tuned)))

@@ -7,6 +7,8 @@ the end-of-turn token the template writes after an assistant message, which trai
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any
 
 # Tokens that end a turn in the common templates, for a template whose end of turn can't be found.
@@ -17,21 +19,29 @@ _MARK = "TUNERY-END-OF-TURN-MARK"
 class PromptError(ValueError):
     """A request this model can't take (answered 400)."""
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.param = param
 
 
 def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict] | None) -> list[int]:
     if not getattr(tokenizer, "chat_template", None):
         raise PromptError("This model has no chat template; use /v1/completions with a prompt instead.")
+    rendered = [_template_message(message) for message in messages]
     text = tokenizer.apply_chat_template(
-        [_template_message(message) for message in messages],
-        tools=tools or None,
-        add_generation_prompt=True,
-        tokenize=False,
+        rendered, tools=tools or None, add_generation_prompt=True, tokenize=False
     )
+    if tools and text == tokenizer.apply_chat_template(rendered, add_generation_prompt=True, tokenize=False):
+        # The template never mentions tools: the model would answer without knowing them. Say so
+        # rather than answer as if it had been told.
+        raise PromptError(
+            "This model's chat template does not render tools, so the model would never see them; "
+            "fine-tune from a base whose template supports tools, or describe them in a message.",
+            code="tools_not_supported",
+            param="tools",
+        )
     # The template writes any special tokens (a BOS) itself, as it did for the training data.
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -88,7 +98,21 @@ def _template_message(message: dict[str, Any]) -> dict[str, Any]:
         "role": "system" if message["role"] == "developer" else message["role"],
         "content": content or "",
     }
-    for key in ("name", "tool_calls", "tool_call_id"):
+    for key in ("name", "tool_call_id"):
         if message.get(key) is not None:
             rendered[key] = message[key]
+    if message.get("tool_calls"):
+        rendered["tool_calls"] = [_template_tool_call(call) for call in message["tool_calls"]]
     return rendered
+
+
+def _template_tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI sends a call's arguments as a JSON string; chat templates (transformers' convention)
+    render them from a dict, so a template writes `{"city": "Paris"}`, not a quoted string of it."""
+    function = dict(call.get("function") or {})
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        # Not JSON: the template gets the text as the model wrote it.
+        with contextlib.suppress(ValueError):
+            function["arguments"] = json.loads(arguments)
+    return {**call, "function": function}

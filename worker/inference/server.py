@@ -62,7 +62,7 @@ def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> F
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "loaded": pool.loaded()}
+        return {"status": "ok", "loaded": pool.loaded(), "cancelled_generations": engine.cancelled}
 
     @app.post("/v1/unload_model")
     async def unload_model(body: UnloadRequest) -> dict[str, Any]:
@@ -245,7 +245,7 @@ def _error_body(error: BaseException) -> dict[str, Any]:
     if isinstance(error, ModelUnavailable):
         return error_body(str(error), type="invalid_request_error", code="model_not_found")
     if isinstance(error, PromptError):
-        return error_body(error.message, type="invalid_request_error", code=error.code)
+        return error_body(error.message, type="invalid_request_error", param=error.param, code=error.code)
     return error_body(f"The inference backend failed: {error}", type="server_error")
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from api.db import session_scope
 from api.files import repository as files
 from api.fine_tuning import hyperparameters, repository
+from catalog.methods import MAX_COMPLETION_TOKENS, generations_per_prompt
 from worker.jobs.place import link_file
 from worker.runtime import Runtime
 from worker.training.spec import Recipe, TrainingSpec
@@ -86,5 +88,29 @@ def _read(rt: Runtime, job_id: str) -> _Inputs:
         checkpoint_every_steps=rt.settings.checkpoint_every_steps,
         checkpoint_every_minutes=rt.settings.checkpoint_every_minutes,
         resume_from=str(resume_from) if resume_from else None,
+        **_reinforcement(rt, hp, method),
     )
     return _Inputs(spec, keys, fresh=resume_from is None)
+
+
+def _reinforcement(rt: Runtime, hp: dict[str, Any], method: dict[str, Any]) -> dict[str, Any]:
+    """The spec's reinforcement fields: the grader, its sandbox (Tunery's data out of sight), GRPO's sizes."""
+    if not method.get("grader"):
+        return {}
+    settings = rt.settings
+    hidden = [str(settings.data_path)]
+    if not settings.models_path.is_relative_to(settings.data_path):
+        hidden.append(str(settings.models_path))
+    return {
+        "grader": method["grader"],
+        "grader_sandbox": {
+            "cpu_seconds": settings.grader_cpu_seconds,
+            "memory_bytes": settings.grader_memory_mb << 20,
+            "wall_seconds": settings.grader_wall_seconds,
+            "hidden": hidden,
+        },
+        "num_generations": generations_per_prompt(hp.get("compute_multiplier", 1.0)),
+        "max_completion_tokens": MAX_COMPLETION_TOKENS,
+        "eval_interval": hp.get("eval_interval", 1),
+        "eval_samples": hp.get("eval_samples", 8),
+    }

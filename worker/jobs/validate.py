@@ -29,7 +29,9 @@ from api.files.validation import (
 )
 from api.fine_tuning import hyperparameters, repository
 from api.fine_tuning.status import QUEUED, VALIDATING_FILES, transition
+from catalog.formats import reading_formats
 from catalog.methods import METHODS
+from graders import item_fields, parse_grader
 from worker import leases
 from worker.context_length import example_token_counter
 from worker.jobs.finish import fail
@@ -47,6 +49,8 @@ class _Inputs:
     max_seq_length: Any
     files: list[tuple[str, str, str | None]]
     """(param, file id, storage key or None when the file was deleted), training file first."""
+    item_fields: frozenset[str] = frozenset()
+    """The fields of a line the job's grader reads (item.<field>): each line must have them."""
 
 
 def validate_job(rt: Runtime, job_id: str) -> None:
@@ -83,7 +87,9 @@ def _begin(rt: Runtime, job_id: str) -> _Inputs | None:
             if file_id is not None:
                 row = files.get_any_project(session, file_id)
                 found.append((param, file_id, row.storage_key if row else None))
-        return _Inputs(job.model, job.method["type"], (job.recipe or {}).get("max_seq_length"), found)
+        grader = job.method.get("grader")
+        fields = frozenset(item_fields(parse_grader(grader))) if grader else frozenset()
+        return _Inputs(job.model, job.method["type"], (job.recipe or {}).get("max_seq_length"), found, fields)
 
 
 def _record(
@@ -173,6 +179,8 @@ def _check_files(
                 limit_name=limit_name,
                 max_line_bytes=limits.max_line_bytes,
                 max_lines=limits.max_lines,
+                formats=reading_formats(inputs.method_type),
+                item_fields=inputs.item_fields,
             )
         purpose = param.removesuffix("_file")
         issue = check_dataset(report, inputs.method_type, purpose=purpose, training=training)

@@ -22,6 +22,9 @@ class StepMetrics:
     learning_rate: float
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
+    train_reward_mean: float | None = None
+    train_reward_std: float | None = None
+    valid_reward_mean: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +88,7 @@ class ProgressCallback(TrainerCallback):
             if row is not None:
                 row.valid_loss = logs["eval_loss"]
                 row.valid_mean_token_accuracy = logs.get(f"eval_{self.accuracy_key}")
+                row.valid_reward_mean = logs.get("eval_reward")
             self._flush()
         elif "loss" in logs:  # a training step; the summary at the end has "train_loss" instead
             self._flush()
@@ -94,6 +98,9 @@ class ProgressCallback(TrainerCallback):
                 train_loss=logs["loss"],
                 train_accuracy=logs.get(self.accuracy_key, 0.0),
                 learning_rate=logs.get("learning_rate", 0.0),
+                # GRPO logs the step's rewards as "reward" and "reward_std"; other methods have none.
+                train_reward_mean=logs.get("reward"),
+                train_reward_std=logs.get("reward_std"),
             )
             if not self.has_validation:
                 self._flush()
@@ -127,5 +134,8 @@ class ProgressCallback(TrainerCallback):
                 learning_rate=row.learning_rate,
                 valid_loss=row.valid_loss,
                 valid_mean_token_accuracy=row.valid_mean_token_accuracy,
+                train_reward_mean=row.train_reward_mean,
+                train_reward_std=row.train_reward_std,
+                valid_reward_mean=row.valid_reward_mean,
             )
         )

@@ -161,6 +161,9 @@ class CheckpointCallback(TrainerCallback):
                     # The epoch-end evaluation runs over the whole validation set: it is the "full" one.
                     full_valid_loss=row.valid_loss if row else None,
                     full_valid_mean_token_accuracy=row.valid_mean_token_accuracy if row else None,
+                    train_reward_mean=row.train_reward_mean if row else None,
+                    train_reward_std=row.train_reward_std if row else None,
+                    valid_reward_mean=row.valid_reward_mean if row else None,
                 ),
             )
         )

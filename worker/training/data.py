@@ -36,6 +36,7 @@ from catalog.formats import (
     ToolCall,
     not_an_object,
     read_example,
+    reading_formats,
     wrong_format,
 )
 
@@ -113,7 +114,7 @@ def read_examples(path: str | Path, method: str) -> list[tuple[int, Example]]:
     line in a format that `method` does not train on (after the line's own problems, as the API checks
     a job's files); or says that the file has no examples.
     """
-    reader = FileReader()
+    reader = FileReader(reading_formats(method))
     wanted = FORMATS_BY_METHOD[method]
     examples: list[tuple[int, Example]] = []
     with open(path, "rb") as lines:

@@ -1,6 +1,7 @@
 """The merged export: a base model with a PEFT adapter merged into its weights, saved as a plain
 safetensors model directory (with the adapter's tokenizer and chat template) that `transformers` and
-vLLM load without PEFT or Tunery.
+vLLM load without PEFT or Tunery. A classification adapter merges into a sequence classifier whose
+head and label names are the adapter's (`AutoModelForSequenceClassification` loads it).
 
 The merge runs in a floating-point dtype on the unquantized base (the model store keeps the base
 unquantized), also for QLoRA and int8 adapters: their LoRA weights are ordinary tensors. What is saved
@@ -62,14 +63,15 @@ def merge_adapter(
     staging directory) and check it. Raises MergeCheckFailed, leaving `out_dir` for the caller to
     remove."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     stage = on_stage or (lambda name: None)
     dtype = merge_dtype(base_dir)
     stage("load")
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
     prompt = tokenizer(CHECK_PROMPT, return_tensors="pt")
-    base = AutoModelForCausalLM.from_pretrained(base_dir, torch_dtype=dtype)
+    model_class, head = _model_class(adapter_dir)
+    base = model_class.from_pretrained(base_dir, torch_dtype=dtype, **head)
     model = PeftModel.from_pretrained(base, adapter_dir)
     model.eval()
     expected = _logits(model, prompt)
@@ -81,7 +83,7 @@ def merge_adapter(
     tokenizer.save_pretrained(out_dir)
     del model, merged, base
     stage("check")
-    saved = AutoModelForCausalLM.from_pretrained(out_dir, torch_dtype=dtype)
+    saved = model_class.from_pretrained(out_dir, torch_dtype=dtype)
     saved.eval()
     max_abs_diff = float((_logits(saved, prompt) - expected).abs().max())
     report = MergeReport(str(dtype).removeprefix("torch."), max_abs_diff, TOLERANCE[dtype])
@@ -89,6 +91,19 @@ def merge_adapter(
     if max_abs_diff > report.tolerance:
         raise MergeCheckFailed(max_abs_diff, report.tolerance)
     return report
+
+
+def _model_class(adapter_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """A causal LM, or for a classification adapter (peft's task_type SEQ_CLS) a sequence classifier
+    with the head the adapter trained: its labels are in the config saved beside the adapter."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if adapter_config.get("task_type") != "SEQ_CLS":
+        return AutoModelForCausalLM, {}
+    config = AutoConfig.from_pretrained(adapter_dir)
+    head = {"num_labels": len(config.id2label), "id2label": config.id2label, "label2id": config.label2id}
+    return AutoModelForSequenceClassification, head
 
 
 def _logits(model: Any, prompt: Any) -> torch.Tensor:

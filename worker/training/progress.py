@@ -62,6 +62,10 @@ class Metrics:
     learning_rate: float | None
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
+    # Reinforcement: the mean and spread of the step's rewards, and the validation prompts' mean.
+    train_reward_mean: float | None = None
+    train_reward_std: float | None = None
+    valid_reward_mean: float | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,10 @@ class CheckpointMetrics:
     valid_mean_token_accuracy: float | None = None
     full_valid_loss: float | None = None
     full_valid_mean_token_accuracy: float | None = None
+    # Reinforcement: the step's rewards, as its metrics event has them (Tunery's addition).
+    train_reward_mean: float | None = None
+    train_reward_std: float | None = None
+    valid_reward_mean: float | None = None
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,16 @@ class TrainingSpec:
     # A resumable checkpoint directory from an earlier run of this same spec (a `stopped` or
     # `resumable` event's path).
     resume_from: str | None = None
+    # Reinforcement: the grader (OpenAI's object, graders/types.py) that rewards each sampled answer,
+    # the python graders' sandbox (graders/sandbox.py Limits fields, and `hidden` directories), the
+    # answers sampled per prompt, how long an answer may grow, and validation every eval_interval
+    # steps on eval_samples prompts of the validation file.
+    grader: dict[str, Any] | None = None
+    grader_sandbox: dict[str, Any] | None = None
+    num_generations: int = 4
+    max_completion_tokens: int = 64
+    eval_interval: int = 1
+    eval_samples: int = 8
 
     def __post_init__(self) -> None:
         if isinstance(self.recipe, dict):  # built by hand from JSON
@@ -69,6 +79,10 @@ class TrainingSpec:
             problems.append("checkpoint_every_steps must be at least 1")
         if self.checkpoint_every_minutes is not None and not self.checkpoint_every_minutes > 0:
             problems.append("checkpoint_every_minutes must be positive")
+        if self.method == "reinforcement" and not self.grader:
+            problems.append("the reinforcement method needs a grader")
+        if self.num_generations < 2:
+            problems.append("num_generations must be at least 2")
         if problems:
             raise ValueError("invalid training spec: " + "; ".join(problems))
 

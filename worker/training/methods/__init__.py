@@ -27,6 +27,7 @@ class PreparedData:
     accuracy_key: str  # the logged value that fills the result file's accuracy columns
     labels: list[str] | None = None  # classification: id i is labels[i]
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    reward: Any = None  # reinforcement: the reward function GRPO calls on the sampled answers
 
 
 def supervised_only_settings(spec: Any) -> list[str]:

@@ -1,0 +1,115 @@
+"""The reinforcement method in the trainer: GRPO with a grader as the reward, on the tiny model."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from pathlib import Path
+
+import pytest
+
+from tests.support.tiny_model import FRUIT_COLOURS, SYSTEM_PROMPT, write_jsonl
+from tests.training.trainer_runs import toy_spec, train_in_process
+from worker.training.spec import Recipe
+
+# Answer with one fixed word: the random model says "red" in a few of its sampled answers, and GRPO
+# makes it say so more often.
+RED = {
+    "type": "string_check",
+    "name": "says red",
+    "input": "{{sample.output_text}}",
+    "reference": "{{item.word}}",
+    "operation": "like",
+}
+
+
+def prompts(n: int) -> list[dict]:
+    fruits = list(FRUIT_COLOURS)
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": f"What colour is a {fruits[i % len(fruits)]}?"},
+            ],
+            "word": "red",
+        }
+        for i in range(n)
+    ]
+
+
+def reinforcement_spec(directory: Path, model_dir: Path, **overrides):  # type: ignore[no-untyped-def]
+    directory.mkdir(parents=True, exist_ok=True)
+    fields = dict(
+        method="reinforcement",
+        training_file=str(write_jsonl(directory / "prompts.jsonl", prompts(16))),
+        grader=RED,
+        num_generations=8,
+        max_completion_tokens=8,
+        batch_size=2,
+        learning_rate=5e-3,
+        recipe=Recipe(type="lora", max_seq_length=64),
+    )
+    fields.update(overrides)
+    n_epochs = fields.pop("n_epochs", 2)
+    return toy_spec(directory, model_dir, n_train=1, n_epochs=n_epochs, **fields)
+
+
+def test_mean_reward_rises_with_a_string_check_grader(tmp_path: Path, model_dir: Path) -> None:
+    # Full fine-tuning at a high rate: the tiny random model learns to say the word within a few steps.
+    recipe = Recipe(type="full", max_seq_length=64, gradient_checkpointing=False)
+    run = train_in_process(reinforcement_spec(tmp_path, model_dir, learning_rate=1e-2, recipe=recipe))
+    metrics = run.of("metrics")
+    rewards = [event["train_reward_mean"] for event in metrics]
+    assert len(rewards) == 16 and all(event["train_reward_std"] is not None for event in metrics)
+    first, last = statistics.mean(rewards[:3]), statistics.mean(rewards[-3:])
+    assert last > first + 0.3, rewards
+    assert run.outcome.artifact_dir.is_dir()  # type: ignore[attr-defined]
+    checkpoint = run.of("checkpoint")[-1]["metrics"]
+    assert checkpoint["train_reward_mean"] == rewards[-1] and checkpoint["train_reward_std"] is not None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox confines graders only when run as root")
+def test_lora_with_a_multi_grader_whose_python_part_fails_still_completes(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    hostile = (
+        "import socket\n"
+        "def grade(sample, item):\n"
+        "    socket.create_connection(('127.0.0.1', 5432), timeout=1)\n"
+    )
+    grader = {
+        "type": "multi",
+        "name": "both",
+        "graders": {
+            "net": {"type": "python", "name": "net", "source": hostile},
+            "similar": {
+                "type": "text_similarity",
+                "name": "similar",
+                "input": "{{sample.output_text}}",
+                "reference": "{{item.word}}",
+                "evaluation_metric": "fuzzy_match",
+            },
+        },
+        "calculate_output": "net + similar",
+    }
+    training = write_jsonl(tmp_path / "few.jsonl", prompts(4))
+    validation = write_jsonl(tmp_path / "valid.jsonl", prompts(2))
+    spec = reinforcement_spec(
+        tmp_path / "run",
+        model_dir,
+        grader=grader,
+        num_generations=2,
+        max_completion_tokens=4,
+        training_file=str(training),
+        validation_file=str(validation),
+        n_epochs=1,
+        eval_interval=1,
+        eval_samples=2,
+        grader_sandbox={"cpu_seconds": 2, "wall_seconds": 10, "hidden": [str(tmp_path)]},
+    )
+    run = train_in_process(spec)
+    metrics = run.of("metrics")
+    assert len(metrics) == 2
+    assert all(event["valid_reward_mean"] is not None for event in metrics), metrics
+    warnings = [event["message"] for event in run.of("message") if event.get("level") == "warn"]
+    assert any("Network is unreachable" in message for message in warnings), warnings

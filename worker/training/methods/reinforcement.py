@@ -1,0 +1,141 @@
+"""Reinforcement fine-tuning on OpenAI's reinforcement format, through TRL's GRPOTrainer.
+
+One line per prompt (catalog/formats/reinforcement.py): {"messages": [prompt...], ...fields}. For each
+prompt the model itself samples `num_generations` answers (4 x compute_multiplier), the job's grader
+(graders/) rewards each answer against the line (`item`), and GRPO raises the likelihood of the
+answers that scored above their group's mean and lowers the others'. No reference model is kept
+(TRL's default beta of 0): the group's own mean is the baseline.
+
+The accuracy columns of the result file hold the mean reward; metrics events carry
+train_reward_mean and train_reward_std, and valid_reward_mean every eval_interval steps, over the
+first eval_samples prompts of the validation file. A grader that fails on an answer (a python
+grader's exception or limit) gives it 0 and the first such error of each step becomes a warning
+event: the job goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
+
+from catalog.formats import ReinforcementExample
+from graders import Context, grade, parse_grader
+from graders.embedding import embed_here
+from graders.sandbox import Limits, Sandbox
+from worker.training.data import DatasetError, read_examples, template_message
+from worker.training.methods import PreparedData, supervised_only_settings
+from worker.training.progress import ProgressWriter
+from worker.training.spec import TrainingSpec
+
+
+def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
+    for ignored in supervised_only_settings(spec):
+        progress.message(f"{ignored} applies to supervised training only; {spec.method} ignores it", "warn")
+    training = read_prompts(spec.training_file, "training")
+    validation = read_prompts(spec.validation_file, "validation") if spec.validation_file else None
+    if validation:
+        validation = validation[: spec.eval_samples]
+    prompt_tokens = sum(_n_tokens(tokenizer, row["prompt"]) for row in training)
+    # Each prompt is read once per sampled answer, and each answer may grow to max_completion_tokens.
+    tokens = (prompt_tokens + len(training) * spec.max_completion_tokens) * spec.num_generations
+    progress.message(
+        f"{len(training)} training prompts, {spec.num_generations} answers sampled per prompt"
+        + (f"; {len(validation)} validation prompts every {spec.eval_interval} step(s)" if validation else "")
+    )
+    return PreparedData(
+        train_dataset=Dataset.from_list(training),
+        eval_dataset=Dataset.from_list(validation) if validation else None,
+        n_examples=len(training),
+        tokens_per_epoch=tokens,
+        task="CAUSAL_LM",
+        accuracy_key="reward",
+        reward=RewardFunction(spec, progress),
+    )
+
+
+def make_trainer(
+    spec: TrainingSpec, model: Any, tokenizer: Any, data: PreparedData, args: dict[str, Any], callbacks: list
+) -> GRPOTrainer:
+    group = spec.num_generations
+    args = {
+        **args,
+        # batch_size counts prompts; each brings its group of sampled answers.
+        "per_device_train_batch_size": spec.batch_size * group,
+        "per_device_eval_batch_size": group,
+        "eval_strategy": "steps" if data.eval_dataset is not None else "no",
+        "eval_steps": spec.eval_interval,
+    }
+    config = GRPOConfig(
+        **args,
+        num_generations=group,
+        max_completion_length=spec.max_completion_tokens,
+        # The answers must differ for GRPO to learn anything: plain sampling from the model.
+        temperature=1.0,
+        top_k=0,
+        shuffle_dataset=True,
+    )
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=data.reward,
+        args=config,
+        train_dataset=data.train_dataset,
+        eval_dataset=data.eval_dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+class RewardFunction:
+    """GRPO's reward function: the job's grader on each sampled answer."""
+
+    def __init__(self, spec: TrainingSpec, progress: ProgressWriter) -> None:
+        assert spec.grader is not None  # the spec refuses a reinforcement run without one
+        self.grader = parse_grader(spec.grader)
+        self.__name__ = f"grader:{self.grader.name}"  # TRL names the reward's metrics after it
+        sandbox = dict(spec.grader_sandbox or {})
+        hidden = [Path(path) for path in sandbox.pop("hidden", [])]
+        self.context = Context(embed=embed_here, sandbox=Sandbox(Limits(**sandbox), hidden=hidden))
+        self.progress = progress
+
+    def __call__(self, prompts: list, completions: list, item: list[str], **_: Any) -> list[float]:
+        rewards, first_error = [], None
+        for completion, line in zip(completions, item, strict=True):
+            result = grade(self.grader, _answer_text(completion), json.loads(line), self.context)
+            rewards.append(result.reward)
+            if result.errors.any() and first_error is None:
+                first_error = result.errors.details[0]
+        if first_error is not None:
+            self.progress.message(f"grader error (that answer scored 0): {first_error}", "warn")
+        return rewards
+
+
+def read_prompts(path: str, purpose: str) -> list[dict[str, Any]]:
+    """Reinforcement lines -> TRL's conversational {"prompt": [...], "item": the line as JSON} rows."""
+    try:
+        return [_prompt(example) for _, example in read_examples(path, "reinforcement")]
+    except DatasetError as error:
+        error.purpose = purpose
+        raise
+
+
+def _prompt(example: Any) -> dict[str, Any]:
+    assert isinstance(example, ReinforcementExample)  # what read_examples reads for reinforcement
+    # The line as JSON text: lines differ in their fields, which a datasets column can't hold as dicts.
+    return {
+        "prompt": [template_message(message) for message in example.messages],
+        "item": json.dumps(example.item),
+    }
+
+
+def _answer_text(completion: Any) -> str:
+    if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]
+        return "".join(str(message.get("content") or "") for message in completion)
+    return str(completion)
+
+
+def _n_tokens(tokenizer: Any, prompt: list[dict[str, Any]]) -> int:
+    return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)["input_ids"])
