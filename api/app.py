@@ -16,6 +16,7 @@ from api.config import Settings
 from api.dashboard.endpoints import install as install_dashboard
 from api.db import make_engine, make_sessionmaker
 from api.errors import RateLimited, TuneryError, describe_validation_error, error_body
+from api.estimates.endpoints import router as estimates_router
 from api.files.endpoints import router as files_router
 from api.files.storage import FileStorage
 from api.fine_tuning.endpoints import router as jobs_router
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(files_router)
     app.include_router(jobs_router)
+    app.include_router(estimates_router)
     app.include_router(checkpoints_router)
     app.include_router(models_router)
     app.include_router(inference_router)

@@ -44,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     api.set_defaults(run=cmd_api)
 
     worker = commands.add_parser("worker", help="a Celery worker for validation and training")
-    worker.add_argument("--queues", default=None, help="comma-separated queues (default: all)")
+    worker.add_argument(
+        "--queues",
+        default=None,
+        help="comma-separated queues (default: validation, export, its pool's training)",
+    )
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--pool", default="default", help="the GPU pool this worker belongs to")
     worker.add_argument("--gpus", type=int, default=None, help="GPUs it offers (default: what CUDA reports)")
@@ -58,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
         help="the embedded inference backend (transformers + peft) on INFERENCE_HOST:INFERENCE_PORT",
     )
     inference.set_defaults(run=cmd_inference)
+
+    estimating = commands.add_parser(
+        "estimate", help="memory per GPU, parameters and pool fit of a job, from the model's headers"
+    )
+    estimating.add_argument("model", help="a base model id of the store")
+    estimating.add_argument(
+        "--recipe", default="{}", help='the job\'s recipe as JSON, e.g. \'{"type": "full"}\''
+    )
+    estimating.add_argument("--method", default="supervised")
+    estimating.add_argument("--batch-size", type=int, default=None, help="default: 1 (auto without a file)")
+    estimating.add_argument("--training-file", type=Path, default=None, help="a JSONL file, for tokens")
+    estimating.set_defaults(run=cmd_estimate)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(run=cmd_migrate)
@@ -93,6 +109,38 @@ def _parser() -> argparse.ArgumentParser:
 
     add_worker_commands(commands)
     return parser
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from api.errors import TuneryError
+    from api.estimates.service import estimate
+    from api.estimates.table import render
+    from api.models.store import ModelStore
+    from catalog.recipes import Recipe
+
+    settings = Settings()
+    base = ModelStore(settings.models_path).get(args.model)
+    if base is None:
+        print(f"tunery: no model {args.model!r} in {settings.models_path}", file=sys.stderr)
+        return 1
+    try:
+        recipe = Recipe.from_dict(json.loads(args.recipe))
+    except ValueError as error:
+        print(f"tunery: --recipe: {error}", file=sys.stderr)
+        return 2
+    hyperparameters = {"batch_size": args.batch_size} if args.batch_size else {}
+    try:
+        with _session() as session:
+            found = estimate(
+                session, settings, base, args.method, hyperparameters, recipe, args.training_file
+            )
+    except TuneryError as error:
+        print(f"tunery: {error.message}", file=sys.stderr)
+        return 1
+    print(render(found))
+    return 0
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
@@ -186,12 +234,12 @@ def cmd_api(_args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from api.queue import QUEUE_OF_TASK
+    from api.queue import worker_queues
     from api.workers.sizes import parse_bytes
     from worker.celery_app import make_app
     from worker.registry import detect_capacity
 
-    queues = args.queues or ",".join(sorted(set(QUEUE_OF_TASK.values())))
+    queues = args.queues or ",".join(worker_queues(args.pool))
     try:
         memory = parse_bytes(args.gpu_memory) if args.gpu_memory else None
     except ValueError as error:

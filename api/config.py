@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How often each worker re-enqueues jobs the broker lost and those of dead workers.",
     )
+    estimate_tokens_per_second: float = Field(
+        default=1000.0,
+        gt=0,
+        description="Training tokens/s per GPU that duration estimates assume for a pool that has not yet "
+        "finished a job of the same base model and recipe type (then its measured rate is used).",
+    )
     checkpoint_every_steps: int | None = Field(
         default=None, ge=1, description="Extra resumable checkpoints every N steps (always one per epoch)."
     )

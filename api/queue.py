@@ -38,6 +38,20 @@ QUEUE_OF_TASK = {
     EXPORT_MODEL: EXPORT_QUEUE,
     DELIVER_WEBHOOK: WEBHOOK_QUEUE,
 }
+# Workers that name no pool; its training queue is TRAINING_QUEUE itself, so a deployment without
+# pools (the embedded default) runs as it always did.
+DEFAULT_POOL = "default"
+
+
+def training_queue(pool: str | None) -> str:
+    """Each GPU pool trains from a queue of its own: only its workers, whose GPUs fit the job, take it."""
+    return TRAINING_QUEUE if pool in (None, DEFAULT_POOL) else f"{TRAINING_QUEUE}.{pool}"
+
+
+def worker_queues(pool: str | None = None) -> list[str]:
+    """What a worker of `pool` consumes by default: validation, exports, webhook deliveries, and its
+    pool's training."""
+    return sorted({VALIDATION_QUEUE, EXPORT_QUEUE, WEBHOOK_QUEUE, training_queue(pool)})
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -100,9 +114,16 @@ def mark_enqueued(job: FineTuningJob, countdown: float | None = None) -> None:
 
 
 def enqueue(
-    settings: Settings, task_name: str, job_id: str, *more: str | int | None, countdown: float | None = None
+    settings: Settings,
+    task_name: str,
+    job_id: str,
+    *more: str | int | None,
+    countdown: float | None = None,
+    pool: str | None = None,
 ) -> None:
     """Ring the doorbell for a job (`more`: the task's other ids, as EXPORT_MODEL's step). Call only
-    after the transaction that changed the job (and marked it enqueued: `mark_enqueued`) committed."""
+    after the transaction that changed the job (and marked it enqueued: `mark_enqueued`) committed.
+    RUN_JOB goes to the training queue of the job's `pool`."""
     app = _client((settings.broker_url, str(settings.data_path)))
-    app.send_task(task_name, args=[job_id, *more], queue=QUEUE_OF_TASK[task_name], countdown=countdown)
+    name = training_queue(pool) if task_name == RUN_JOB else QUEUE_OF_TASK[task_name]
+    app.send_task(task_name, args=[job_id, *more], queue=name, countdown=countdown)

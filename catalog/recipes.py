@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 RecipeTypeName = Literal[
     "lora", "qlora", "lora_int8", "dora", "ia3", "prefix_tuning", "prompt_tuning", "bitfit", "freeze", "full"
@@ -23,6 +23,7 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 LrScheduler = Literal[
     "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
 ]
+Distributed = Literal["none", "ddp", "fsdp"]
 ModuleName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
@@ -119,6 +120,23 @@ class Recipe(BaseModel):
         description="auto: bf16 on a GPU that has it, fp32 on CPU. A half precision the machine lacks "
         "falls back to auto's choice with a warning event.",
     )
+    distributed: Distributed = Field(
+        default="none",
+        description="none: one process | ddp: a full copy per GPU, gradients averaged | fsdp: parameters, "
+        "gradients and optimizer state sharded across the GPUs (FSDP2), for models one GPU can't hold.",
+    )
+    num_gpus: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes (one per GPU) on each node; more than 1 needs ddp or fsdp.",
+    )
+    num_nodes: int = Field(
+        default=1, ge=1, le=64, description="Machines the job trains across (ddp or fsdp)."
+    )
+    fsdp_cpu_offload: bool = Field(
+        default=False, description="fsdp: keep sharded parameters and optimizer state in CPU memory."
+    )
     lr_scheduler: LrScheduler = "linear"
     warmup_ratio: float = Field(default=0.0, ge=0, le=0.5, description="Fraction of the steps that warm up.")
     weight_decay: float = Field(default=0.0, ge=0, le=1)
@@ -126,6 +144,18 @@ class Recipe(BaseModel):
     train_on_inputs: bool = Field(
         default=False, description="Loss on every token, not only the assistant's (supervised)."
     )
+
+    @model_validator(mode="after")
+    def _distribution_is_consistent(self) -> Recipe:
+        problem = distribution_problem(self.distributed, self.num_gpus, self.num_nodes, self.fsdp_cpu_offload)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def processes(self) -> int:
+        """The trainer processes of the run: one per GPU on every node."""
+        return self.num_gpus * self.num_nodes
 
     @property
     def kind(self) -> RecipeType:
@@ -152,6 +182,15 @@ class Recipe(BaseModel):
             raise ValueError("invalid recipe: " + "; ".join(_problems(error))) from None
 
 
+def distribution_problem(distributed: str, num_gpus: int, num_nodes: int, cpu_offload: bool) -> str | None:
+    """Why these distribution settings can't train together, or None (shared with the API's view)."""
+    if distributed == "none" and (num_gpus > 1 or num_nodes > 1):
+        return "num_gpus and num_nodes above 1 need distributed 'ddp' or 'fsdp'"
+    if cpu_offload and distributed != "fsdp":
+        return "fsdp_cpu_offload needs distributed 'fsdp'"
+    return None
+
+
 def per_type_fields() -> dict[str, tuple[str, ...]]:
     """Each per-type field of Recipe, with the types that read it."""
     readers: dict[str, list[str]] = {}
@@ -167,10 +206,10 @@ PER_TYPE_FIELDS = per_type_fields()
 def _problems(error: ValidationError) -> list[str]:
     problems = []
     for detail in error.errors():
-        where = "recipe." + ".".join(str(part) for part in detail["loc"])
+        where = ".".join(["recipe", *(str(part) for part in detail["loc"])])
         choices = (detail.get("ctx") or {}).get("expected")
         if detail["type"] == "literal_error" and choices:
             problems.append(f"{where} must be one of {choices.replace(chr(39), '')}, not {detail['input']!r}")
         else:
-            problems.append(f"{where}: {detail['msg']}")
+            problems.append(f"{where}: {detail['msg'].removeprefix('Value error, ')}")
     return problems

@@ -36,7 +36,9 @@ def make_app(settings: Settings, capacity: Capacity | None = None, queues: list[
     app.conf.worker_pool = "solo"
     tasks.register(app)
     # Celery's signals are global; the uids keep a second app in one process from doubling them.
-    _registration.update(capacity=capacity, queues=queues or sorted(set(queue.QUEUE_OF_TASK.values())))
+    _registration.update(
+        capacity=capacity, queues=queues or queue.worker_queues(capacity.pool if capacity else None)
+    )
     worker_ready.connect(_start_reconciler, dispatch_uid="tunery.start_reconciler")
     worker_shutting_down.connect(_hand_back_running_jobs, dispatch_uid="tunery.hand_back_running_jobs")
     return app

@@ -48,6 +48,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
         "webhooks": [],
     }
     now = clock.now()
+    pools: dict[str, str | None] = {}
     with session_scope(rt.sessions) as session:
         for job in repository.with_expired_leases(session, now):
             if out_of_attempts(rt, session, job):
@@ -59,6 +60,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
                 )
                 queue.mark_enqueued(job)
                 done["requeued"].append(job.id)
+                pools[job.id] = job.pool
             job.lease_owner = job.lease_expires_at = None
     with session_scope(rt.sessions) as session:
         waiting = repository.awaiting_delivery(
@@ -67,12 +69,14 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
         for job in waiting:
             queue.mark_enqueued(job)
             done["enqueued" if job.status == QUEUED else "revalidated"].append(job.id)
+            pools[job.id] = job.pool
     done["swept"] = _sweep_finished_workdirs(rt)
     with session_scope(rt.sessions, writes=False) as session:
         # Deliveries whose message the broker lost (or that was never sent): ring again.
         done["webhooks"] = webhooks.overdue_deliveries(session, due_before=now - GRACE_SECONDS, now=now)
     for job_id in done["requeued"] + done["enqueued"]:
-        queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
+        # To the job's own pool: only its workers have the GPUs the job was admitted for.
+        queue.enqueue(rt.settings, queue.RUN_JOB, job_id, pool=pools.get(job_id))
     for job_id in done["revalidated"]:
         queue.enqueue(rt.settings, queue.VALIDATE_JOB, job_id)
     for delivery_id in done["webhooks"]:

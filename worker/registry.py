@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 
-from api import clock
+from api import clock, queue
 from api.db import session_scope
 from api.tables import Worker
 from worker.runtime import Runtime
 
 log = logging.getLogger("tunery.worker.registry")
 
-DEFAULT_POOL = "default"
+DEFAULT_POOL = queue.DEFAULT_POOL
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.ranks import start_ranks
 from worker.training.progress import (
     FINAL_EVENTS,
     Completed,
@@ -81,19 +82,26 @@ def run_trainer(
     log_path: Path,
     on_event: Callable[[TrainerEvent | UnreadableLine], None],
     watch: Watch | None = None,
+    processes: int = 1,
 ) -> TrainerExit:
+    """Run the trainer of `spec_path` (over `processes` ranks: recipe distributed "ddp") to its end."""
     command = [sys.executable, "-m", "worker.training", str(spec_path)]
     env = {**os.environ, **OFFLINE_ENV, "PYTHONUNBUFFERED": "1"}
     final: Completed | Failed | Stopped | None = None
     with log_path.open("ab") as stderr_log:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=stderr_log,
-            env=env,
-            cwd=spec_path.parent,
-            start_new_session=True,
-        )
+        if processes > 1:
+            ranks = start_ranks(command, env, spec_path.parent, stderr_log, processes)
+            process = ranks.leader
+        else:
+            ranks = None
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=stderr_log,
+                env=env,
+                cwd=spec_path.parent,
+                start_new_session=True,
+            )
         watcher = _Watcher(process, watch) if watch else None
         try:
             assert process.stdout is not None
@@ -108,9 +116,14 @@ def run_trainer(
                     continue
                 on_event(event)
             returncode = process.wait()
+            if ranks is not None:
+                killed = watcher is not None and watcher.action is Action.KILL
+                returncode, final = ranks.finish(returncode, final, killed=killed)
         except BaseException:
             _signal_group(process, signal.SIGKILL)  # never leave a trainer behind
             process.wait()
+            if ranks is not None:
+                ranks.reap()
             raise
         finally:
             if watcher:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, create_model, field_
 from pydantic.fields import FieldInfo
 
 from catalog.methods import base_learning_rate
-from catalog.recipes import PER_TYPE_FIELDS, Recipe
+from catalog.recipes import PER_TYPE_FIELDS, Recipe, distribution_problem
 
 __all__ = ["PER_TYPE_FIELDS", "RecipeIn", "base_learning_rate"]
 
@@ -45,6 +45,13 @@ class _RecipeRequest(BaseModel):
         for field_name, types in PER_TYPE_FIELDS.items():
             if recipe_type in types and getattr(self, field_name) is None:
                 setattr(self, field_name, Recipe.model_fields[field_name].default)
+        # The fields are made below (mypy sees only this base class).
+        distribution = [
+            getattr(self, name) for name in ("distributed", "num_gpus", "num_nodes", "fsdp_cpu_offload")
+        ]
+        problem = distribution_problem(*distribution)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

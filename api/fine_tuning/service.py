@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 
-from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,8 +16,10 @@ from api.auth.service import Caller
 from api.config import Settings
 from api.db import after_commit
 from api.errors import InvalidRequest, NotFound, model_not_found
+from api.estimates import service as estimates
 from api.files import service as files
 from api.fine_tuning import repository
+from api.fine_tuning.methods import method_and_hyperparameters
 from api.fine_tuning.recipe_schema import RecipeIn
 from api.fine_tuning.schemas import JobCreate
 from api.fine_tuning.status import (
@@ -35,8 +36,8 @@ from api.graders import service as graders
 from api.ids import new_id
 from api.models.store import BaseModelEntry, ModelStore
 from api.tables import FineTuningJob, FineTuningJobEvent
-from catalog.methods import DEFAULT_METHOD, METHOD_NAMES, METHODS
-from catalog.recipes import RECIPE_TYPES
+from catalog.methods import DEFAULT_METHOD, METHODS
+from catalog.recipes import RECIPE_TYPES, Recipe
 from graders import grader_json
 from graders.types import MODEL_GRADERS, grader_types
 
@@ -57,7 +58,7 @@ def create_job_once(
             return earlier
         savepoint = session.begin_nested()
         try:
-            job = create_job(session, store, caller, request, idempotency_key)
+            job = create_job(session, settings, store, caller, request, idempotency_key)
             savepoint.commit()
         except IntegrityError:
             # A concurrent request with the same key won the race: answer with its job.
@@ -67,7 +68,7 @@ def create_job_once(
                 raise
             return earlier
     else:
-        job = create_job(session, store, caller, request)
+        job = create_job(session, settings, store, caller, request)
     job_id = job.id
     # The message goes out only once the job is committed: a worker must find the row it names.
     queue.mark_enqueued(job)
@@ -77,18 +78,24 @@ def create_job_once(
 
 def create_job(
     session: Session,
+    settings: Settings,
     store: ModelStore,
     caller: Caller,
     request: JobCreate,
     idempotency_key: str | None = None,
 ) -> FineTuningJob:
-    method_type, hyperparameters = _method_and_hyperparameters(request)
+    method_type, hyperparameters = method_and_hyperparameters(request)
     method = {"type": method_type, **_grader_of(request)}
     base = store.get(request.model)
     if base is None:
         raise model_not_found(request.model, param="model")
     recipe = request.recipe or RecipeIn()
     _check_recipe_fits(recipe, base)
+    _check_distribution_trains(recipe)
+    # Refused now, saying what it needs, if no GPU pool can hold it; else the pool that trains it.
+    pool = estimates.place(
+        session, settings, base, method_type, hyperparameters, Recipe.from_dict(recipe.model_dump())
+    )
     _check_file(session, caller, request.training_file, "training_file")
     if request.validation_file:
         _check_file(session, caller, request.validation_file, "validation_file")
@@ -111,6 +118,7 @@ def create_job(
         result_files=[],
         created_at=clock.now(),
         idempotency_key=idempotency_key,
+        pool=pool,
     )
     repository.add(session, job)
     repository.add_event(session, job, f"Created fine-tuning job: {job.id}")
@@ -176,7 +184,8 @@ def resume_job(session: Session, settings: Settings, caller: Caller, job_id: str
     where = f" from step {job.resume_step}" if job.resume_step else ""
     transition(session, job, QUEUED, f"Fine-tuning job resumed{where}")
     queue.mark_enqueued(job)
-    after_commit(session, lambda: queue.enqueue(settings, queue.RUN_JOB, job_id))
+    pool = job.pool
+    after_commit(session, lambda: queue.enqueue(settings, queue.RUN_JOB, job_id, pool=pool))
     return job
 
 
@@ -208,28 +217,6 @@ def checkpoint_model_name(job: FineTuningJob, step: int) -> str:
     return f"{fine_tuned_model_name(job)}:ckpt-step-{step}"
 
 
-def _method_and_hyperparameters(request: JobCreate) -> tuple[str, dict[str, object]]:
-    method = request.method
-    if method is None:
-        return DEFAULT_METHOD, _hyperparameters(DEFAULT_METHOD, request.hyperparameters)
-    if method.type not in METHODS:
-        raise InvalidRequest(
-            f"method.type {method.type!r} is not supported; supported: {', '.join(METHOD_NAMES)}",
-            param="method.type",
-        )
-    try:
-        given = method.given_hyperparameters()
-    except ValueError as error:
-        raise InvalidRequest(str(error), param="method") from None
-    if given is not None and request.hyperparameters is not None:
-        raise InvalidRequest(
-            f"Give hyperparameters either in method.{method.type}.hyperparameters or in the legacy top-level "
-            "hyperparameters, not both.",
-            param="hyperparameters",
-        )
-    return method.type, _hyperparameters(method.type, given or request.hyperparameters)
-
-
 def _grader_of(request: JobCreate) -> dict[str, object]:
     """A grading method's grader, checked as graders.validate checks it: {"grader": {...}} or {}."""
     if request.method is None or not METHODS[request.method.type].grader:
@@ -253,12 +240,6 @@ def _grader_of(request: JobCreate) -> dict[str, object]:
     return {"grader": grader_json(grader)}
 
 
-def _hyperparameters(method_name: str, given: BaseModel | None) -> dict[str, object]:
-    """The method's hyperparameters, "auto" where not given (the legacy top-level ones included)."""
-    schema = METHODS[method_name].hyperparameters
-    return schema(**(given.model_dump() if given is not None else {})).model_dump()
-
-
 def _check_recipe_fits(recipe: RecipeIn, base: BaseModelEntry) -> None:
     """Refuse now what the trainer would refuse minutes later: bitfit on a base without biases."""
     if RECIPE_TYPES[recipe.type].needs_biases and base.has_bias_terms() is False:
@@ -267,6 +248,23 @@ def _check_recipe_fits(recipe: RecipeIn, base: BaseModelEntry) -> None:
             f"recipe.type {recipe.type!r} trains only bias terms, and the layers of {base.id} have none "
             f"(Llama-style models have no biases). Recipe types that fit this model: {', '.join(fitting)}.",
             param="recipe.type",
+            code="invalid_recipe",
+        )
+
+
+def _check_distribution_trains(recipe: RecipeIn) -> None:
+    """What estimates accept but the trainer does not run yet: FSDP, and more than one machine."""
+    if recipe.distributed == "fsdp":
+        raise InvalidRequest(
+            "recipe.distributed 'fsdp' is not trained yet (estimates accept it); use 'ddp', or a quantized "
+            "recipe (qlora) for a model that one GPU can't hold.",
+            param="recipe.distributed",
+            code="invalid_recipe",
+        )
+    if recipe.num_nodes > 1:
+        raise InvalidRequest(
+            "recipe.num_nodes above 1 is not trained yet (estimates accept it); use num_gpus on one machine.",
+            param="recipe.num_nodes",
             code="invalid_recipe",
         )
 

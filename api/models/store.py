@@ -15,6 +15,7 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")
 
@@ -39,14 +40,29 @@ class BaseModelEntry:
         index = self.path / "model.safetensors.index.json"
         if index.is_file():
             return sorted(json.loads(index.read_text())["weight_map"])
-        single = self.path / "model.safetensors"
-        if not single.is_file():
+        tensors = self.tensors()
+        return None if tensors is None else sorted(tensors)
+
+    def tensors(self) -> dict[str, TensorInfo] | None:
+        """Every tensor's shape and dtype, from the safetensors headers of all shards (a few KB read
+        per shard, no weights); None when the directory holds no safetensors."""
+        index = self.path / "model.safetensors.index.json"
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            files = [self.path / shard for shard in shards]
+        elif (self.path / "model.safetensors").is_file():
+            files = [self.path / "model.safetensors"]
+        else:
             return None
-        with single.open("rb") as stream:
-            # A safetensors file starts with the length of its JSON header, then the header.
-            (length,) = struct.unpack("<Q", stream.read(8))
-            header = json.loads(stream.read(length))
-        return sorted(name for name in header if name != "__metadata__")
+        found: dict[str, TensorInfo] = {}
+        for file in files:
+            for name, entry in _safetensors_header(file).items():
+                if name != "__metadata__":
+                    found[name] = TensorInfo(tuple(entry["shape"]), entry["dtype"])
+        return found
+
+    def config(self) -> dict[str, Any]:
+        return dict(json.loads((self.path / "config.json").read_text()))
 
     def has_bias_terms(self) -> bool | None:
         """Whether the layers (not the output head) have biases; None when that can't be read."""
@@ -54,6 +70,20 @@ class BaseModelEntry:
         if names is None:
             return None
         return any(name.endswith(".bias") and not name.startswith(HEAD_PREFIXES) for name in names)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple[int, ...]
+    dtype: str
+    """safetensors' name: F32, BF16, F16, U8, I8, ..."""
+
+
+def _safetensors_header(file: Path) -> dict[str, Any]:
+    with file.open("rb") as stream:
+        # A safetensors file starts with the length of its JSON header, then the header.
+        (length,) = struct.unpack("<Q", stream.read(8))
+        return dict(json.loads(stream.read(length)))
 
 
 class ModelStore:

@@ -52,6 +52,8 @@ class FineTuningJob(Base):
     # job whose message is much older than that and that no worker leases was lost by the broker:
     # the reconciler sends another (worker/reconciler.py), with no need to read the broker's storage.
     enqueued_at: Mapped[int | None]
+    # The GPU pool the job was admitted to at create (its training queue); None: the default pool.
+    pool: Mapped[str | None] = mapped_column(String(64))
     # A client's Idempotency-Key on create: a retried POST returns this job instead of a new one.
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
 

@@ -1,7 +1,7 @@
 """webhooks: endpoints per project, deliveries of job events, and each attempt
 
 Revision ID: 0012_webhooks
-Revises: 0004
+Revises: 0011_job_pools
 Create Date: 2026-12-02 01:10:00.000000
 
 """
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision: str = '0012_webhooks'
-down_revision: Union[str, Sequence[str], None] = '0004'
+down_revision: Union[str, Sequence[str], None] = '0011_job_pools'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -21,6 +21,7 @@ log = logging.getLogger("tunery.worker")
 def claim(rt: Runtime, job_id: str) -> bool:
     """Take the job's lease and mark it running; False when the job is not ours to run now."""
     retry_in: int | None = None
+    pool: str | None = None
     with session_scope(rt.sessions) as session:
         job = repository.get_for_update(session, job_id)
         if job is None or job.status != QUEUED:
@@ -29,6 +30,7 @@ def claim(rt: Runtime, job_id: str) -> bool:
         if leases.is_held_by_other(job, rt.worker_id):
             # Its previous run is still stopping (a quick pause then resume): try again after it.
             retry_in = leases.seconds_left(job) + 1
+            pool = job.pool
             queue.mark_enqueued(job, countdown=retry_in)
         elif out_of_attempts(rt, session, job):
             return False
@@ -43,7 +45,7 @@ def claim(rt: Runtime, job_id: str) -> bool:
             transition(session, job, RUNNING, message, data={"worker": rt.worker_id})
             return True
     log.info("run %s: its last run still holds the lease; retrying in %s s", job_id, retry_in)
-    queue.enqueue(rt.settings, queue.RUN_JOB, job_id, countdown=retry_in)
+    queue.enqueue(rt.settings, queue.RUN_JOB, job_id, countdown=retry_in, pool=pool)
     return False
 
 

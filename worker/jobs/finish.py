@@ -52,7 +52,9 @@ def finish(rt: Runtime, job_id: str, trainer: TrainerExit) -> None:
         if job is None or job.lease_owner != rt.worker_id:
             log.warning("job %s: lease lost while training; leaving the job to its new worker", job_id)
             outcome = None
+            pool = None
         else:
+            pool = job.pool
             leases.release(job, rt.worker_id)
             outcome = settle(job.status, ending, asked_to_stop=trainer.action is Action.STOP)
             _record(rt, session, job, outcome, trainer, prepared, storing_failed)
@@ -63,7 +65,7 @@ def finish(rt: Runtime, job_id: str, trainer: TrainerExit) -> None:
         else:
             publish.withdraw(rt, job_id, prepared)
     if outcome is not None and outcome.requeue:
-        queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
+        queue.enqueue(rt.settings, queue.RUN_JOB, job_id, pool=pool)
     if outcome is not None and outcome.clean_up:
         shutil.rmtree(workdir(rt, job_id), ignore_errors=True)
 

@@ -17,6 +17,7 @@ from worker.jobs.stage import stage, workdir
 from worker.runtime import Runtime
 from worker.supervisor import Action, TrainerExit, UnreadableLine, Watch, run_trainer
 from worker.training.progress import TrainerEvent
+from worker.training.spec import TrainingSpec
 
 log = logging.getLogger("tunery.worker")
 
@@ -61,4 +62,6 @@ def _train(rt: Runtime, job_id: str) -> TrainerExit:
             return Action.STOP if job.status in (PAUSED, QUEUED) else Action.KILL
 
     watch = Watch(decide, interval=rt.settings.heartbeat_seconds)
-    return run_trainer(spec_path, workdir(rt, job_id) / "trainer.log", on_event, watch)
+    recipe = TrainingSpec.read(spec_path).recipe
+    processes = recipe.processes if recipe.distributed != "none" else 1
+    return run_trainer(spec_path, workdir(rt, job_id) / "trainer.log", on_event, watch, processes)

@@ -63,8 +63,9 @@ def validate_job(rt: Runtime, job_id: str) -> None:
     except BaseException:
         _let_go(rt, job_id)
         raise
-    if _record(rt, job_id, issue, training, warnings):
-        queue.enqueue(rt.settings, queue.RUN_JOB, job_id)
+    queued, pool = _record(rt, job_id, issue, training, warnings)
+    if queued:
+        queue.enqueue(rt.settings, queue.RUN_JOB, job_id, pool=pool)
 
 
 def _begin(rt: Runtime, job_id: str) -> _Inputs | None:
@@ -93,22 +94,23 @@ def _begin(rt: Runtime, job_id: str) -> _Inputs | None:
 
 def _record(
     rt: Runtime, job_id: str, issue: DatasetIssue | None, training: DatasetReport | None, warnings: list[str]
-) -> bool:
-    """Queue or fail the job by what the check found; True when it was queued (a message is due)."""
+) -> tuple[bool, str | None]:
+    """Queue or fail the job by what the check found; (True, its pool) when it was queued (a message
+    is due to that pool's training queue)."""
     with session_scope(rt.sessions) as session:
         job = repository.get_for_update(session, job_id)
         if job is None:
-            return False
+            return False, None
         leases.release(job, rt.worker_id)
         if job.status != VALIDATING_FILES:
-            return False  # cancelled while we looked
+            return False, None  # cancelled while we looked
         for warning in warnings:
             repository.add_event(session, job, warning, level="warn")
         if issue is not None or training is None:
             assert issue is not None
             param = "validation_file" if issue.code == "invalid_validation_file" else "training_file"
             fail(session, job, issue.code, issue.message, param=param)
-            return False
+            return False, None
         n_examples = training.n_examples
         job.n_training_examples = n_examples
         if METHODS[job.method["type"]].labels:
@@ -123,7 +125,7 @@ def _record(
             data={"n_examples": n_examples, "hyperparameters": job.hyperparameters},
         )
         queue.mark_enqueued(job)
-        return True
+        return True, job.pool
 
 
 def _let_go(rt: Runtime, job_id: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from worker.training import distributed
 from worker.training.callbacks import ProgressCallback, StepMetrics
 from worker.training.progress import Checkpoint, CheckpointMetrics, ProgressWriter, Resumable
 from worker.training.spec import TrainingSpec
@@ -95,7 +96,12 @@ class CheckpointCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         epoch_end = _at_epoch_end(state)
-        if self.stop.requested:
+        every_minutes = self.spec.checkpoint_every_minutes
+        timed = bool(every_minutes and time.monotonic() - self._last_save >= every_minutes * 60)
+        # Every rank of a distributed run must save and stop at the same step, or the others wait in
+        # a collective forever: a signal or the clock seen by one rank counts for all.
+        stop_requested, timed = distributed.agree(self.stop.requested, timed)
+        if stop_requested:
             if not self._stop_announced:
                 self.writer.message(
                     f"Stop requested: saving a resumable checkpoint at step {state.global_step}"
@@ -110,11 +116,9 @@ class CheckpointCallback(TrainerCallback):
         if epoch_end:
             return control  # the epoch-end save follows in on_epoch_end; never save one step twice
         every_steps = self.spec.checkpoint_every_steps
-        every_minutes = self.spec.checkpoint_every_minutes
-        if every_steps and state.global_step % every_steps == 0:
+        if (every_steps and state.global_step % every_steps == 0) or timed:
             control.should_save = True
-        if every_minutes and time.monotonic() - self._last_save >= every_minutes * 60:
-            control.should_save = True
+            self._last_save = time.monotonic()
         return control
 
     def on_epoch_end(self, args, state, control, **kwargs):

@@ -12,6 +12,7 @@ from typing import Any
 
 from transformers import AutoTokenizer, set_seed
 
+from worker.training import distributed
 from worker.training.artifacts import (
     StoppedOutcome,
     TrainingOutcome,
@@ -33,6 +34,8 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
     # From the start: a pause that arrives while the model loads stops after the first step.
     stop = StopRequest()
     stop.install()
+    # A distributed run's ranks meet before anything else (a no-op in one process).
+    distributed.init_process_group()
     # Seeds python, numpy and torch: adapter initialisation, dropout and data order follow spec.seed.
     set_seed(spec.seed)
     recipe_family = get_recipe(spec.recipe.type)
@@ -55,6 +58,9 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
         model.config.pad_token_id = tokenizer.pad_token_id
 
     def export(trained: Any, directory: Path) -> Path:
+        # Every rank holds the whole trained model: rank 0 writes it, the others only know where.
+        if not distributed.is_main():
+            return directory
         return save_artifact(trained, tokenizer, spec, directory, data.labels)
 
     progress_callback = ProgressCallback(
@@ -91,10 +97,13 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
         )
 
     artifact_dir = export(trainer.model, spec.artifact_dir)
-    result_file = write_result_file(progress_callback.rows, spec.result_file)
-    # Resumable state is of no use once the run is complete, and holds optimizer state (2x the
-    # trainable weights): only the artifacts stay.
-    shutil.rmtree(spec.trainer_dir, ignore_errors=True)
+    result_file = spec.result_file
+    if distributed.is_main():
+        write_result_file(progress_callback.rows, spec.result_file)
+        # Resumable state is of no use once the run is complete, and holds optimizer state (2x the
+        # trainable weights): only the artifacts stay.
+        shutil.rmtree(spec.trainer_dir, ignore_errors=True)
+    distributed.finish()
     return TrainingOutcome(
         trained_tokens=data.tokens_per_epoch * spec.n_epochs,
         artifact_dir=artifact_dir,
@@ -112,8 +121,9 @@ def _trainer_arguments(
     return dict(
         output_dir=str(spec.trainer_dir),
         num_train_epochs=spec.n_epochs,
-        per_device_train_batch_size=spec.batch_size,
-        per_device_eval_batch_size=spec.batch_size,
+        # batch_size is the job's, over all ranks together: each takes its share of every step.
+        per_device_train_batch_size=-(-spec.batch_size // distributed.world_size()),
+        per_device_eval_batch_size=-(-spec.batch_size // distributed.world_size()),
         learning_rate=spec.learning_rate,
         lr_scheduler_type=recipe.lr_scheduler,
         # A float below 1 is read as a fraction of the total steps.
@@ -138,4 +148,5 @@ def _trainer_arguments(
         use_cpu=not precision.use_cuda,
         bf16=precision.name == "bf16",
         fp16=precision.name == "fp16",
+        **distributed.trainer_arguments(distributed.world_size()),
     )
