@@ -225,8 +225,6 @@ def cmd_serve(_args: argparse.Namespace) -> None:
 def _serve_http(settings: Settings, key: str) -> None:
     import uvicorn
 
-    from api.app import create_app
-
     base_url = f"http://{settings.host}:{settings.port}/v1"
     # A key the operator set is theirs already: never copy a secret into logs. The embedded
     # default's key was made here, and printing it is how its user learns it.
@@ -234,8 +232,18 @@ def _serve_http(settings: Settings, key: str) -> None:
     print(f"\nTunery is serving on {base_url}\n  API key: {shown}\n", flush=True)
     # Keep idle connections longer than a load balancer does (60 s is common): a server that closes
     # first races the client reusing the connection, and the client sees a reset.
+    workers = settings.api_worker_count
+    print(f"  {workers} API process{'es' if workers > 1 else ''} (TUNERY_API_WORKERS)\n", flush=True)
+    # Every worker builds its own app from the same environment (a factory, not this process's app):
+    # engines, pools and slots are per process. One worker runs here, in this process.
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_keep_alive=75
+        "api.app:create_app",
+        factory=True,
+        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_keep_alive=75,
     )
 
 

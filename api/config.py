@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -83,13 +84,29 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Extra resumable checkpoints every N minutes of training."
     )
     db_pool_size: int = Field(
-        default=10, ge=1, description="Database connections each process keeps (Postgres)."
+        default=10,
+        ge=1,
+        description="Database connections each process keeps (each API worker, each Celery worker).",
     )
     db_max_overflow: int = Field(
         default=10,
         ge=0,
-        description="Connections beyond the pool under load; their sum bounds the API's "
-        "concurrent requests that use the database.",
+        description="Connections beyond the pool under load; their sum bounds one API worker's "
+        "concurrent requests that use the database. An API of N workers opens up to "
+        "N x (DB_POOL_SIZE + DB_MAX_OVERFLOW) connections: keep that under Postgres' max_connections.",
+    )
+    db_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="The longest a request waits for the database: for a free slot, a pooled connection, "
+        "SQLite's write lock or a Postgres lock or statement. Past it the API answers 503 with "
+        "Retry-After (the openai SDK retries it).",
+    )
+    api_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="API processes `tunery api` and `tunery serve` run (uvicorn workers on one port). "
+        "Unset: the number of cores this process may use.",
     )
     rate_limit_jobs_per_minute: int = Field(
         default=60, ge=0, description="Job creations per API key per minute; more get 429 (0: no limit)."
@@ -163,6 +180,13 @@ class Settings(BaseSettings):
             if backend is not None:
                 return None if backend == "embedded" else backend.removeprefix("vllm:").rstrip("/")
         return None
+
+    @property
+    def api_worker_count(self) -> int:
+        if self.api_workers:
+            return self.api_workers
+        # The cores this process may run on (a container's cpuset), not the whole machine's.
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @cached_property
     def data_path(self) -> Path:

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from api.config import Settings
 
 
-def make_engine(settings: Settings) -> Engine:
+def make_engine(settings: Settings, *, serves_requests: bool = False) -> Engine:
+    """`serves_requests`: the API's engine, whose every statement is bounded by DB_TIMEOUT_SECONDS
+    (a request must answer, if only 503); a worker's long statements are not cut short."""
     url = settings.sqlalchemy_url
+    timeout = settings.db_timeout_seconds
+    # Sized like Postgres' pool: SQLAlchemy's own SQLite default (5 + 10) is smaller than the API's
+    # slots (api/deps.py), and requests holding a slot then waited for a connection as well.
+    pool = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": timeout,
+    }
     if url.startswith("sqlite"):
         settings.data_path.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": timeout}, poolclass=QueuePool, **pool
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -25,7 +41,7 @@ def make_engine(settings: Settings) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cursor.close()
             # We issue BEGIN ourselves (below) instead of the driver's lazy deferred one.
             dbapi_connection.isolation_level = None
@@ -40,9 +56,29 @@ def make_engine(settings: Settings) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
-    )
+    # A statement waiting on a lock, or running long, is cancelled (QueryCanceled) at the timeout.
+    connect_args = {"options": f"-c statement_timeout={int(timeout * 1000)}"} if serves_requests else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+
+
+def database_timed_out(error: BaseException) -> bool:
+    """A wait bounded by DB_TIMEOUT_SECONDS ran out: the pool's, SQLite's busy timeout, Postgres'
+    statement_timeout."""
+    if isinstance(error, SQLAlchemyTimeout):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if getattr(error.orig, "sqlstate", None) == "57014":  # query_canceled: statement_timeout
+        return True
+    return isinstance(error.orig, sqlite3.OperationalError) and "locked" in str(error.orig)
+
+
+def busy_reason(error: BaseException) -> str:
+    if isinstance(error, SQLAlchemyTimeout):
+        return "no database connection came free in time"
+    if isinstance(getattr(error, "orig", None), sqlite3.OperationalError):
+        return "the database stayed locked by other writers"
+    return "a database statement ran past TUNERY_DB_TIMEOUT_SECONDS"
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from api.auth.service import Caller, authenticate
 from api.config import Settings
 from api.db import session_scope
-from api.errors import RateLimited
+from api.errors import RateLimited, ServerBusy
 
 
 async def database_slot(request: Request) -> AsyncIterator[None]:
@@ -20,10 +21,22 @@ async def database_slot(request: Request) -> AsyncIterator[None]:
     A request's dependencies and endpoint run in separate threadpool steps, and its connection is
     held from the first query until the end. Without a bound, a burst of requests fills every
     thread with requests waiting for a connection, while the requests holding the connections wait
-    for a thread: nothing moves until the pool times out. Waiting here holds neither.
+    for a thread: nothing moves until the pool times out. Waiting here holds neither, and lasts at
+    most DB_TIMEOUT_SECONDS: then the request is answered 503 instead of waiting on.
     """
-    async with request.app.state.database_slots:
+    slots: anyio.Semaphore = request.app.state.database_slots
+    timeout = request.app.state.settings.db_timeout_seconds
+    with anyio.move_on_after(timeout) as waiting:
+        await slots.acquire()
+    if waiting.cancelled_caught:
+        raise ServerBusy(
+            f"The server is busy: no database slot came free within {timeout:g} s "
+            "(TUNERY_DB_TIMEOUT_SECONDS). Try again."
+        )
+    try:
         yield
+    finally:
+        slots.release()
 
 
 def get_session(
