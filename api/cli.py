@@ -223,23 +223,30 @@ def cmd_serve(_args: argparse.Namespace) -> None:
 
 
 def _serve_http(settings: Settings, key: str) -> None:
-    import uvicorn
-
     base_url = f"http://{settings.host}:{settings.port}/v1"
     # A key the operator set is theirs already: never copy a secret into logs. The embedded
     # default's key was made here, and printing it is how its user learns it.
     shown = "(the one in TUNERY_API_KEY)" if settings.api_key else key
-    print(f"\nTunery is serving on {base_url}\n  API key: {shown}\n", flush=True)
+    workers = settings.api_worker_count
+    processes = f"{workers} API process{'es' if workers > 1 else ''} (TUNERY_API_WORKERS)"
+    print(f"\nTunery is serving on {base_url}\n  API key: {shown}\n  {processes}\n", flush=True)
+    serve_factory("api.app:create_app", settings)
+
+
+def serve_factory(factory: str, settings: Settings) -> None:
+    """uvicorn as Tunery serves: API_WORKERS processes on HOST:PORT (bench/baseline_api.py too).
+
+    Every worker builds its own app from the same environment (a factory, not this process's app),
+    so engines, pools and slots are per process; with one worker it runs in this process.
+    """
+    import uvicorn
+
     # Keep idle connections longer than a load balancer does (60 s is common): a server that closes
     # first races the client reusing the connection, and the client sees a reset.
-    workers = settings.api_worker_count
-    print(f"  {workers} API process{'es' if workers > 1 else ''} (TUNERY_API_WORKERS)\n", flush=True)
-    # Every worker builds its own app from the same environment (a factory, not this process's app):
-    # engines, pools and slots are per process. One worker runs here, in this process.
     uvicorn.run(
-        "api.app:create_app",
+        factory,
         factory=True,
-        workers=workers,
+        workers=settings.api_worker_count,
         host=settings.host,
         port=settings.port,
         log_level="info",
