@@ -230,7 +230,16 @@ def _serve_http(settings: Settings, key: str) -> None:
     workers = settings.api_worker_count
     processes = f"{workers} API process{'es' if workers > 1 else ''} (TUNERY_API_WORKERS)"
     print(f"\nTunery is serving on {base_url}\n  API key: {shown}\n  {processes}\n", flush=True)
-    serve_factory("api.app:create_app", settings)
+    serve_factory("api.cli:api_app", settings)
+
+
+def api_app():  # type: ignore[no-untyped-def]
+    """uvicorn's factory in each API process."""
+    from api.app import create_app
+    from api.parent_death import die_with_parent
+
+    die_with_parent()
+    return create_app()
 
 
 def serve_factory(factory: str, settings: Settings) -> None:

@@ -24,12 +24,14 @@ from api.cli import serve_factory
 from api.config import Settings
 from api.db import make_engine, make_sessionmaker, session_scope
 from api.ids import new_id
+from api.parent_death import die_with_parent
 from api.tables import FineTuningJob, Project
 
 COLUMNS = ("id", "model", "training_file", "status", "created_at", "seed", "suffix")
 
 
 def create_app() -> FastAPI:
+    die_with_parent()  # as Tunery's workers do
     settings = Settings()
     engine = make_engine(settings, serves_requests=True)
     sessions = make_sessionmaker(engine)
