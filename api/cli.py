@@ -223,6 +223,11 @@ def cmd_serve(_args: argparse.Namespace) -> None:
 
 
 def _serve_http(settings: Settings, key: str) -> None:
+    from api.db import connections_past_the_server_limit
+
+    warning = connections_past_the_server_limit(settings)
+    if warning:
+        print(f"tunery: warning: {warning}", file=sys.stderr, flush=True)
     base_url = f"http://{settings.host}:{settings.port}/v1"
     # A key the operator set is theirs already: never copy a secret into logs. The embedded
     # default's key was made here, and printing it is how its user learns it.

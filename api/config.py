@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
 
+    @field_validator("api_workers", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose.yml passes ${TUNERY_API_WORKERS:-}: an empty value means the default.
+        return None if value == "" else value
+
     @field_validator("inference_backends")
     @classmethod
     def _known_backends(cls, backends: dict[str, str]) -> dict[str, str]:

@@ -61,6 +61,28 @@ def make_engine(settings: Settings, *, serves_requests: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
 
 
+def connections_past_the_server_limit(settings: Settings) -> str | None:
+    """A warning when the API's workers may open more connections than PostgreSQL accepts: those
+    past the limit would fail to connect under load instead of waiting their turn."""
+    if not settings.sqlalchemy_url.startswith("postgresql"):
+        return None
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as connection:
+            limit = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
+    finally:
+        engine.dispose()
+    per_worker = settings.db_pool_size + settings.db_max_overflow
+    wanted = settings.api_worker_count * per_worker
+    if wanted <= limit:
+        return None
+    return (
+        f"{settings.api_worker_count} API workers x {per_worker} connections (TUNERY_DB_POOL_SIZE + "
+        f"TUNERY_DB_MAX_OVERFLOW) = {wanted}, more than PostgreSQL's max_connections ({limit}) and "
+        "before any worker's: lower TUNERY_API_WORKERS or the pool, or raise max_connections"
+    )
+
+
 def database_timed_out(error: BaseException) -> bool:
     """A wait bounded by DB_TIMEOUT_SECONDS ran out: the pool's, SQLite's busy timeout, Postgres'
     statement_timeout."""

@@ -1,4 +1,4 @@
-"""API worker processes die with the supervisor that started them."""
+"""Child processes of the API die with the process that started them."""
 
 from __future__ import annotations
 
@@ -25,3 +25,23 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent.pid:  # it died before the call above: nothing would signal us
         os._exit(1)
+
+
+def exit_when_orphaned(poll_seconds: float = 1.0) -> None:
+    """In a pool's child (an upload checker): exit once the parent is gone.
+
+    Not the death signal above: it would fire when the threadpool thread that happened to start the
+    child ends, not the process. A daemon thread looks at the parent every `poll_seconds`.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent.pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-when-orphaned", daemon=True).start()

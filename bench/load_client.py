@@ -17,6 +17,8 @@ import httpx
 
 MODEL_ID = "load-bench-model"
 OPERATIONS = ("create", "list", "retrieve")
+# Requests the open loop has in flight at most; past it, requests wait (and that counts).
+OPEN_LOOP_CONNECTIONS = 64
 
 
 @dataclass
@@ -166,13 +168,24 @@ class LoadRun:
         tally = Tally()
         known = list(job_ids)  # retrieves ask for jobs made before and during the phase
         body = {"model": MODEL_ID, "training_file": self.training_file, "suffix": "load"}
-        # Few requests are in flight at a rate the API holds: one pool, not one client each.
-        async with self.client(64) as http:
+        async with AsyncExitStack() as stack:
+            # Single-connection clients lent out one request at a time: one client's pool of many
+            # connections costs CPU that grows with the requests waiting, just when the API falls behind.
+            idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+            for _ in range(OPEN_LOOP_CONNECTIONS):
+                idle.put_nowait(await stack.enter_async_context(self.client(1)))
             started = time.perf_counter()
             deadline = started + duration
             tasks = []
 
             async def one(operation: str, due: float, index: int) -> None:
+                http = await idle.get()
+                try:
+                    await send(http, operation, due, index)
+                finally:
+                    idle.put_nowait(http)
+
+            async def send(http: httpx.AsyncClient, operation: str, due: float, index: int) -> None:
                 if operation == "create":
                     made = await self.request(
                         http, tally, deadline, "create", "POST", "/fine_tuning/jobs", since=due, json=body
