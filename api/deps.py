@@ -43,7 +43,10 @@ def get_session(
     request: Request, _slot: Annotated[None, Depends(database_slot, scope="function")]
 ) -> Iterator[Session]:
     """One session per request: commit when the endpoint returns, roll back when it raises."""
-    with session_scope(request.app.state.sessionmaker, writes=request.method != "GET") as session:
+    reads_only = request.method == "GET"
+    with session_scope(request.app.state.sessionmaker, writes=not reads_only) as session:
+        if reads_only:
+            request.state.read_session = session  # get_caller's too (below)
         yield session
 
 
@@ -65,10 +68,15 @@ def get_caller(
 ) -> Caller:
     """The calling key's project, read in a short read-only transaction of its own.
 
-    Not in the request's session: that one begins at the endpoint's first query, so an upload
-    stages and checks its file (seconds for a large one) before it opens a transaction, and on
-    SQLite no other writer waits for it meanwhile.
+    Not in the request's session when it may write: that one begins at the endpoint's first query,
+    so an upload stages and checks its file (seconds for a large one) before it opens a transaction,
+    and on SQLite no other writer waits for it meanwhile. A GET's session only reads: the key is read
+    in it when it is already made (it is, when the endpoint names its session first), which saves a
+    connection checkout, its ping and a transaction's round trips on every read.
     """
+    shared = getattr(request.state, "read_session", None) if request.method == "GET" else None
+    if shared is not None:
+        return authenticate(shared, authorization, openai_project)
     with session_scope(request.app.state.sessionmaker, writes=False) as session:
         return authenticate(session, authorization, openai_project)
 

@@ -1,7 +1,7 @@
 """`tunery api` with TUNERY_API_WORKERS=2, on each backend: two processes serve one port, and what the
 official SDK creates through one connection the others list and retrieve; the per-key rate limit is
-the service's, not each process's; and killing the supervisor takes its workers with it, so the port
-is free for the restart."""
+the service's, not each process's; and killing the supervisor takes its workers (and their upload
+checkers) with it, so the port is free for the restart."""
 
 from __future__ import annotations
 
@@ -105,12 +105,16 @@ def test_two_api_workers_serve_the_sdk_and_share_the_rate_limit(
                 fresh_sdk(port).fine_tuning.jobs.create(model=TINY_MODEL, training_file=training.id)
 
         workers = workers_of(supervisor.pid)
+        # The upload was checked in a worker's checking pool: those processes must go too.
+        checkers = [pid for worker in workers for pid in workers_of(worker)]
+        assert checkers, "the upload's check ran in a pool process"
         supervisor.send_signal(signal.SIGKILL)
         supervisor.wait()
         deadline = time.monotonic() + 20
-        while any(map(alive, workers)) and time.monotonic() < deadline:
+        while any(map(alive, workers + checkers)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(map(alive, workers)), "a worker outlived its supervisor"
+        assert not any(map(alive, checkers)), "an upload checker outlived its API process"
 
     with api(settings, port, log):  # the same port, free again
         assert len(fresh_sdk(port).fine_tuning.jobs.list(limit=20).data) == 4
