@@ -8,14 +8,16 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import openapi
 from api.checkpoints.endpoints import router as checkpoints_router
 from api.config import Settings
 from api.dashboard.endpoints import install as install_dashboard
-from api.db import make_engine, make_sessionmaker
-from api.errors import RateLimited, TuneryError, describe_validation_error, error_body
+from api.db import busy_reason, database_timed_out, make_engine, make_sessionmaker
+from api.errors import ServerBusy, TuneryError, describe_validation_error, error_body
 from api.estimates.endpoints import router as estimates_router
 from api.files.endpoints import router as files_router
 from api.files.storage import FileStorage
@@ -42,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Self-hosted fine-tuning with the OpenAI fine-tuning API.",
     )
-    engine = make_engine(settings)
+    engine = make_engine(settings, serves_requests=True)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine, settings)
@@ -80,8 +82,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TuneryError)
     async def tunery_error(_request: Request, exc: TuneryError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(SQLAlchemyTimeout)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        # Waits the database cut short at DB_TIMEOUT_SECONDS are the server being busy (503, which the
+        # SDK retries), not a fault of ours; anything else from the database is.
+        if database_timed_out(exc):
+            busy = ServerBusy(f"The server is busy: {busy_reason(exc)}. Try again.")
+            return await tunery_error(request, busy)
+        return await unexpected_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

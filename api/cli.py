@@ -310,19 +310,48 @@ def cmd_serve(_args: argparse.Namespace) -> None:
 
 
 def _serve_http(settings: Settings, key: str) -> None:
-    import uvicorn
+    from api.db import connections_past_the_server_limit
 
-    from api.app import create_app
-
+    warning = connections_past_the_server_limit(settings)
+    if warning:
+        print(f"tunery: warning: {warning}", file=sys.stderr, flush=True)
     base_url = f"http://{settings.host}:{settings.port}/v1"
     # A key the operator set is theirs already: never copy a secret into logs. The embedded
     # default's key was made here, and printing it is how its user learns it.
     shown = "(the one in TUNERY_API_KEY)" if settings.api_key else key
-    print(f"\nTunery is serving on {base_url}\n  API key: {shown}\n", flush=True)
+    workers = settings.api_worker_count
+    processes = f"{workers} API process{'es' if workers > 1 else ''} (TUNERY_API_WORKERS)"
+    print(f"\nTunery is serving on {base_url}\n  API key: {shown}\n  {processes}\n", flush=True)
+    serve_factory("api.cli:api_app", settings)
+
+
+def api_app():  # type: ignore[no-untyped-def]
+    """uvicorn's factory in each API process."""
+    from api.app import create_app
+    from api.parent_death import die_with_parent
+
+    die_with_parent()
+    return create_app()
+
+
+def serve_factory(factory: str, settings: Settings) -> None:
+    """uvicorn as Tunery serves: API_WORKERS processes on HOST:PORT (bench/baseline_api.py too).
+
+    Every worker builds its own app from the same environment (a factory, not this process's app),
+    so engines, pools and slots are per process; with one worker it runs in this process.
+    """
+    import uvicorn
+
     # Keep idle connections longer than a load balancer does (60 s is common): a server that closes
     # first races the client reusing the connection, and the client sees a reset.
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_keep_alive=75
+        factory,
+        factory=True,
+        workers=settings.api_worker_count,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_keep_alive=75,
     )
 
 

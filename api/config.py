@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -89,13 +90,29 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Extra resumable checkpoints every N minutes of training."
     )
     db_pool_size: int = Field(
-        default=10, ge=1, description="Database connections each process keeps (Postgres)."
+        default=10,
+        ge=1,
+        description="Database connections each process keeps (each API worker, each Celery worker).",
     )
     db_max_overflow: int = Field(
         default=10,
         ge=0,
-        description="Connections beyond the pool under load; their sum bounds the API's "
-        "concurrent requests that use the database.",
+        description="Connections beyond the pool under load; their sum bounds one API worker's "
+        "concurrent requests that use the database. An API of N workers opens up to "
+        "N x (DB_POOL_SIZE + DB_MAX_OVERFLOW) connections: keep that under Postgres' max_connections.",
+    )
+    db_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="The longest a request waits for the database: for a free slot, a pooled connection, "
+        "SQLite's write lock or a Postgres lock or statement. Past it the API answers 503 with "
+        "Retry-After (the openai SDK retries it).",
+    )
+    api_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="API processes `tunery api` and `tunery serve` run (uvicorn workers on one port). "
+        "Unset: the number of cores this process may use.",
     )
     rate_limit_jobs_per_minute: int = Field(
         default=60, ge=0, description="Job creations per API key per minute; more get 429 (0: no limit)."
@@ -181,6 +198,12 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
 
+    @field_validator("api_workers", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose.yml passes ${TUNERY_API_WORKERS:-}: an empty value means the default.
+        return None if value == "" else value
+
     @field_validator("inference_backends")
     @classmethod
     def _known_backends(cls, backends: dict[str, str]) -> dict[str, str]:
@@ -209,6 +232,13 @@ class Settings(BaseSettings):
     grader_wall_seconds: float = Field(
         default=30.0, gt=0, description="Wall-clock time a python grader may take on one sample."
     )
+
+    @property
+    def api_worker_count(self) -> int:
+        if self.api_workers:
+            return self.api_workers
+        # The cores this process may run on (a container's cpuset), not the whole machine's.
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @cached_property
     def data_path(self) -> Path:

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from api.config import Settings
 
 
-def make_engine(settings: Settings) -> Engine:
+def make_engine(settings: Settings, *, serves_requests: bool = False) -> Engine:
+    """`serves_requests`: the API's engine, whose every statement is bounded by DB_TIMEOUT_SECONDS
+    (a request must answer, if only 503); a worker's long statements are not cut short."""
     url = settings.sqlalchemy_url
+    timeout = settings.db_timeout_seconds
+    # Sized like Postgres' pool: SQLAlchemy's own SQLite default (5 + 10) is smaller than the API's
+    # slots (api/deps.py), and requests holding a slot then waited for a connection as well.
+    pool = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": timeout,
+    }
     if url.startswith("sqlite"):
         settings.data_path.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": timeout}, poolclass=QueuePool, **pool
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -25,10 +42,15 @@ def make_engine(settings: Settings) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cursor.close()
             # We issue BEGIN ourselves (below) instead of the driver's lazy deferred one.
             dbapi_connection.isolation_level = None
+
+        # This process's writers queue here, each woken the moment the one before is done, instead of
+        # all polling in SQLite's busy handler, which sleeps up to 100 ms between tries: under load
+        # the file's lock then sat free between writers, and throughput fell as writers were added.
+        writers = threading.Lock()
 
         @event.listens_for(engine, "begin")
         def _begin(connection):  # type: ignore[no-untyped-def]
@@ -36,13 +58,75 @@ def make_engine(settings: Settings) -> Engine:
             # fails at once with SQLITE_BUSY (no waiting helps it). Units of work that may write
             # take the write lock at BEGIN, so they queue up instead; reading ones do not, and
             # read alongside under WAL.
-            writes = connection.get_execution_options().get(WRITES, True)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+            if not connection.get_execution_options().get(WRITES, True):
+                connection.exec_driver_sql("BEGIN")
+                return
+            if not writers.acquire(timeout=timeout):
+                locked = sqlite3.OperationalError("database is locked (by this process's other writers)")
+                raise OperationalError("BEGIN IMMEDIATE", None, locked)
+            connection.info[_HOLDS_WRITERS] = True
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                _release(connection.info)
+                raise
 
+        def _release(info: dict) -> None:
+            if info.pop(_HOLDS_WRITERS, False):
+                writers.release()
+
+        # Every end of a transaction, and (should one end without those) its connection's return
+        # to the pool or its invalidation: a writer's turn can never outlive its connection's use.
+        event.listen(engine, "commit", lambda connection: _release(connection.info))
+        event.listen(engine, "rollback", lambda connection: _release(connection.info))
+        event.listen(engine.pool, "checkin", lambda _dbapi, record: _release(record.info if record else {}))
+        event.listen(engine.pool, "invalidate", lambda _dbapi, record, _exc: _release(record.info))
         return engine
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    # A statement waiting on a lock, or running long, is cancelled (QueryCanceled) at the timeout.
+    connect_args = {"options": f"-c statement_timeout={int(timeout * 1000)}"} if serves_requests else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+
+
+def connections_past_the_server_limit(settings: Settings) -> str | None:
+    """A warning when the API's workers may open more connections than PostgreSQL accepts: those
+    past the limit would fail to connect under load instead of waiting their turn."""
+    if not settings.sqlalchemy_url.startswith("postgresql"):
+        return None
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as connection:
+            limit = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
+    finally:
+        engine.dispose()
+    per_worker = settings.db_pool_size + settings.db_max_overflow
+    wanted = settings.api_worker_count * per_worker
+    if wanted <= limit:
+        return None
+    return (
+        f"{settings.api_worker_count} API workers x {per_worker} connections (TUNERY_DB_POOL_SIZE + "
+        f"TUNERY_DB_MAX_OVERFLOW) = {wanted}, more than PostgreSQL's max_connections ({limit}) and "
+        "before any worker's: lower TUNERY_API_WORKERS or the pool, or raise max_connections"
     )
+
+
+def database_timed_out(error: BaseException) -> bool:
+    """A wait bounded by DB_TIMEOUT_SECONDS ran out: the pool's, SQLite's busy timeout, Postgres'
+    statement_timeout."""
+    if isinstance(error, SQLAlchemyTimeout):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if getattr(error.orig, "sqlstate", None) == "57014":  # query_canceled: statement_timeout
+        return True
+    return isinstance(error.orig, sqlite3.OperationalError) and "locked" in str(error.orig)
+
+
+def busy_reason(error: BaseException) -> str:
+    if isinstance(error, SQLAlchemyTimeout):
+        return "no database connection came free in time"
+    if isinstance(getattr(error, "orig", None), sqlite3.OperationalError):
+        return "the database stayed locked by other writers"
+    return "a database statement ran past TUNERY_DB_TIMEOUT_SECONDS"
 
 
 def make_sessionmaker(engine: Engine, settings: Settings | None = None) -> sessionmaker[Session]:
@@ -58,6 +142,7 @@ def settings_of(session: Session) -> Settings | None:
 
 WRITES = "tunery_writes"
 SETTINGS = "tunery_settings"
+_HOLDS_WRITERS = "tunery_holds_writers"
 _AFTER_COMMIT = "tunery_after_commit"
 
 

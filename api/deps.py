@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from api.auth.service import Caller, authenticate
 from api.config import Settings
 from api.db import session_scope
-from api.errors import RateLimited
+from api.errors import RateLimited, ServerBusy
 
 
 async def database_slot(request: Request) -> AsyncIterator[None]:
@@ -20,17 +21,32 @@ async def database_slot(request: Request) -> AsyncIterator[None]:
     A request's dependencies and endpoint run in separate threadpool steps, and its connection is
     held from the first query until the end. Without a bound, a burst of requests fills every
     thread with requests waiting for a connection, while the requests holding the connections wait
-    for a thread: nothing moves until the pool times out. Waiting here holds neither.
+    for a thread: nothing moves until the pool times out. Waiting here holds neither, and lasts at
+    most DB_TIMEOUT_SECONDS: then the request is answered 503 instead of waiting on.
     """
-    async with request.app.state.database_slots:
+    slots: anyio.Semaphore = request.app.state.database_slots
+    timeout = request.app.state.settings.db_timeout_seconds
+    with anyio.move_on_after(timeout) as waiting:
+        await slots.acquire()
+    if waiting.cancelled_caught:
+        raise ServerBusy(
+            f"The server is busy: no database slot came free within {timeout:g} s "
+            "(TUNERY_DB_TIMEOUT_SECONDS). Try again."
+        )
+    try:
         yield
+    finally:
+        slots.release()
 
 
 def get_session(
     request: Request, _slot: Annotated[None, Depends(database_slot, scope="function")]
 ) -> Iterator[Session]:
     """One session per request: commit when the endpoint returns, roll back when it raises."""
-    with session_scope(request.app.state.sessionmaker, writes=request.method != "GET") as session:
+    reads_only = request.method == "GET"
+    with session_scope(request.app.state.sessionmaker, writes=not reads_only) as session:
+        if reads_only:
+            request.state.read_session = session  # get_caller's too (below)
         yield session
 
 
@@ -52,10 +68,15 @@ def get_caller(
 ) -> Caller:
     """The calling key's project, read in a short read-only transaction of its own.
 
-    Not in the request's session: that one begins at the endpoint's first query, so an upload
-    stages and checks its file (seconds for a large one) before it opens a transaction, and on
-    SQLite no other writer waits for it meanwhile.
+    Not in the request's session when it may write: that one begins at the endpoint's first query,
+    so an upload stages and checks its file (seconds for a large one) before it opens a transaction,
+    and on SQLite no other writer waits for it meanwhile. A GET's session only reads: the key is read
+    in it when it is already made (it is, when the endpoint names its session first), which saves a
+    connection checkout, its ping and a transaction's round trips on every read.
     """
+    shared = getattr(request.state, "read_session", None) if request.method == "GET" else None
+    if shared is not None:
+        return authenticate(shared, authorization, openai_project)
     with session_scope(request.app.state.sessionmaker, writes=False) as session:
         return authenticate(session, authorization, openai_project)
 

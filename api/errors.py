@@ -46,6 +46,18 @@ class RateLimited(TuneryError):
         self.retry_after = retry_after
 
 
+class ServerBusy(TuneryError):
+    """The database did not serve the request within DB_TIMEOUT_SECONDS: an answer now, not a hang."""
+
+    status_code = 503
+    type = "server_error"
+    code = "server_busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(TuneryError):
     status_code = 413
     code = "file_too_large"

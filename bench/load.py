@@ -1,21 +1,27 @@
 """Many concurrent API clients creating and listing fine-tuning jobs: throughput, latency per operation,
-errors and lost jobs, with the same operation mix at one client (measured first, in the same run) as
-the baseline of every ratio.
+errors and lost jobs, against two baselines measured in the same run: the same operation mix at one
+client, and a minimal FastAPI app (bench/baseline_api.py) served the same way over the same database
+that runs the same SQL with no auth, validation or events. Then an open loop at a fixed offered rate
+gives p50 and p99 per operation.
 
-    python bench/load.py                  # 200 clients for 20 s on a fresh PostgreSQL database + Redis
+    python bench/load.py                  # 200 clients, 2 rounds of 10 s each arm, PostgreSQL + Redis
     python bench/load.py --sqlite         # the embedded default: SQLite + the filesystem broker
-    python bench/load.py --clients 50 --duration 10 --requests-per-client 30
+    python bench/load.py --workers 1      # one API process (TUNERY_API_WORKERS; default: the cores)
+    python bench/load.py --rate 50 --open-duration 20 --clients 50 --duration 5 --rounds 3
 
 Everything runs on loopback and is thrown away afterwards. The script makes a fresh data directory,
 imports a tiny base model into its model store (the API only checks that the model directory has a
 config.json; nothing trains), applies the migrations with `tunery migrate`, makes a key with
-`tunery keys create`, starts `tunery api` (one uvicorn process: the CLI has no --workers) on a free
-port, and uploads one training file. On PostgreSQL it creates a database of its own and drops it at
-the end; the broker is a private redis-server on a free port (or --redis-url, whose queue keys it
-deletes at the end). No worker runs, so every job stays `validating_files`.
+`tunery keys create`, starts `tunery api` and the baseline app on free ports (both with --workers
+uvicorn processes), and uploads one training file. On PostgreSQL it creates a database of its own
+and drops it at the end; the broker is a private redis-server on a free port (or --redis-url, whose
+queue keys it deletes at the end). No worker runs, so every job stays `validating_files`.
 
-Each client loops: create a job -> list the newest page of jobs -> retrieve the job it created, until
---duration is up or it has done --requests-per-client requests. An error is any answer that is not 2xx
+Each client (an httpx client of its own, as each user has) loops: create a job -> list the newest page
+of jobs -> retrieve the job it created, until --duration is up or it has done --requests-per-client
+requests. The Tunery and baseline arms alternate for --rounds rounds. The open loop sends create,
+list and retrieve in turn at --rate requests/s for --open-duration seconds, each when it is due
+whatever the earlier ones do, and times each from when it was due. An error is any answer that is not 2xx
 (and not 429) or a transport error. All clients share one key, so the API's per-key rate limits are
 off unless --rate-limits; a 429 is counted apart and retried after its Retry-After (a client whose
 wait would pass the end of the phase stops there).
@@ -29,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import shutil
 import signal
@@ -37,10 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -48,42 +52,16 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from api.config import Settings  # noqa: E402
 from api.models.store import ModelStore  # noqa: E402
+from bench.load_client import MODEL_ID, OPERATIONS, LoadRun, Tally, percentile  # noqa: E402
 from tests.support.processes import stop  # noqa: E402
 from tests.support.services import free_port, fresh_database, postgres_server, private_redis  # noqa: E402
 from tests.support.tiny_model import jsonl, toy_chat_examples  # noqa: E402  (no torch: plain dicts)
 
-MODEL_ID = "load-bench-model"
-OPERATIONS = ("create", "list", "retrieve")
-
-
-@dataclass
-class Tally:
-    """What the clients of one phase saw."""
-
-    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    errors: Counter[str] = field(default_factory=Counter)
-    error_samples: list[str] = field(default_factory=list)
-    rate_limited: int = 0
-    job_ids: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def requests(self) -> int:
-        return sum(len(values) for values in self.latencies.values())
-
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
-    def throughput(self) -> float:
-        return self.requests / self.seconds if self.seconds else float("nan")
-
-    def record_error(self, operation: str, what: str) -> None:
-        self.errors[f"{operation}: {what.splitlines()[0][:60]}"] += 1
-        sample = f"{operation}: {what[:300]}"
-        if len(self.error_samples) < 5 and sample not in self.error_samples:
-            self.error_samples.append(sample)
+BASELINE_PROJECT = "load-baseline"
+# The open loop's goals (issue 15): p99 per operation, in ms.
+P99_GOAL_MS = {"create": 100.0, "list": 50.0, "retrieve": 50.0}
 
 
 def main() -> int:
@@ -104,6 +82,16 @@ def main() -> int:
     parser.add_argument(
         "--sqlite", action="store_true", help="SQLite + filesystem broker (the default setup)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds of Tunery then the baseline app at --clients"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="requests/s of the open-loop phase (0: no open loop)"
+    )
+    parser.add_argument("--open-duration", type=float, default=10.0, help="seconds of the open-loop phase")
+    parser.add_argument(
+        "--workers", type=int, help="TUNERY_API_WORKERS of both servers (default: the number of cores)"
+    )
     parser.add_argument("--port", type=int, help="port of the API (default: a free one)")
     parser.add_argument("--list-limit", type=int, default=20, help="page size of a client's list request")
     parser.add_argument(
@@ -120,8 +108,8 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the data directory (with the API's log)")
     args = parser.parse_args()
-    if args.clients < 1 or args.duration <= 0 or args.requests_per_client < 3:
-        parser.error("--clients >= 1, --duration > 0 and --requests-per-client >= 3")
+    if args.clients < 1 or args.duration <= 0 or args.requests_per_client < 3 or args.rounds < 1:
+        parser.error("--clients >= 1, --duration > 0, --requests-per-client >= 3 and --rounds >= 1")
 
     # A SIGTERM (a `timeout` around the run) unwinds like Ctrl-C: the API, the private Redis, the
     # database and the data directory are all cleaned up.
@@ -131,6 +119,8 @@ def main() -> int:
         if not args.keep:
             stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
         env = base_env(data_dir)
+        if args.workers:
+            env["TUNERY_API_WORKERS"] = str(args.workers)
         if not args.rate_limits:
             env |= {"TUNERY_RATE_LIMIT_JOBS_PER_MINUTE": "0", "TUNERY_RATE_LIMIT_UPLOADS_PER_MINUTE": "0"}
         if args.sqlite:
@@ -141,38 +131,72 @@ def main() -> int:
             env["TUNERY_BROKER_URL"] = stack.enter_context(broker(args.redis_url))
             backend = "PostgreSQL + Redis"
         key = prepare(data_dir, env)
-        port = args.port or free_port()
         log = data_dir / "api.log"
-        api = stack.enter_context(api_process(env | {"TUNERY_API_KEY": key, "PORT": str(port)}, log))
-        base_url = f"http://127.0.0.1:{port}/v1"
+        port, baseline_port = args.port or free_port(), free_port()
+        api = stack.enter_context(
+            server(["api.cli", "api"], env | {"TUNERY_API_KEY": key, "PORT": str(port)}, log)
+        )
+        baseline_log = data_dir / "baseline-api.log"
+        baseline_env = env | {"PORT": str(baseline_port), "BENCH_PROJECT": BASELINE_PROJECT}
+        plain_api = stack.enter_context(server(["bench.baseline_api"], baseline_env, baseline_log))
         wait_healthy(f"http://127.0.0.1:{port}/healthz", api, log)
+        wait_healthy(f"http://127.0.0.1:{baseline_port}/docs", plain_api, baseline_log)
+        base_url = f"http://127.0.0.1:{port}/v1"
         training_file = upload_training_file(base_url, key)
+        workers = env.get("TUNERY_API_WORKERS") or str(Settings().api_worker_count)
         print(
-            f"{backend}; tunery api: 1 uvicorn process on 127.0.0.1:{port} (the CLI has no --workers); "
-            f"no worker: jobs stay validating_files; "
+            f"{backend}; tunery api and the baseline app (bench/baseline_api.py): {workers} uvicorn "
+            f"process(es) each (TUNERY_API_WORKERS); no worker: jobs stay validating_files; "
             f"per-key rate limits {'as configured' if args.rate_limits else 'off'}",
             flush=True,
         )
         print(
             f"each client loops create job -> list {args.list_limit} jobs -> retrieve its job; "
-            f"baseline 1 client for {args.baseline_duration:g}s, then {args.clients} clients for "
-            f"{args.duration:g}s (at most {args.requests_per_client} requests each)",
+            f"1 client for {args.baseline_duration:g}s, then {args.rounds} round(s) of {args.clients} "
+            f"clients for {args.duration:g}s on Tunery, then on the baseline app (at most "
+            f"{args.requests_per_client} requests each); then {args.rate:g} requests/s open loop for "
+            f"{args.open_duration:g}s on each",
             flush=True,
         )
         run = LoadRun(base_url, key, training_file, args)
-        baseline = asyncio.run(run.phase(1, args.baseline_duration))
-        loaded = asyncio.run(run.phase(args.clients, args.duration))
-        print_report(baseline, loaded, args.clients)
-        lost, extra, statuses = asyncio.run(run.check_jobs(baseline.job_ids + loaded.job_ids))
-        known = len(baseline.job_ids) + len(loaded.job_ids)
+        plain = LoadRun(f"http://127.0.0.1:{baseline_port}/v1", key, training_file, args)
+        one = asyncio.run(run.phase(1, args.baseline_duration))
+        loaded, plain_loaded = Tally(), Tally()
+        for round_number in range(1, args.rounds + 1):  # alternating, so drift touches both arms
+            ours = asyncio.run(run.phase(args.clients, args.duration))
+            theirs = asyncio.run(plain.phase(args.clients, args.duration))
+            loaded, plain_loaded = loaded.merge(ours), plain_loaded.merge(theirs)
+            print(
+                f"round {round_number}: Tunery {ours.throughput():.1f} req/s, baseline app "
+                f"{theirs.throughput():.1f} req/s = {ours.throughput() / theirs.throughput():.2f}x",
+                flush=True,
+            )
+        print_report(one, loaded, args.clients)
+        print(
+            f"throughput at {args.clients} clients: Tunery {loaded.throughput():.1f} req/s, baseline app "
+            f"{plain_loaded.throughput():.1f} req/s = {loaded.throughput() / plain_loaded.throughput():.2f}x "
+            "the baseline app (goal >= 0.5x)"
+        )
+        arms = [one, loaded, plain_loaded]
+        if args.rate > 0:
+            known = one.job_ids + loaded.job_ids
+            opened = asyncio.run(run.open_loop(args.rate, args.open_duration, known))
+            plain_opened = asyncio.run(plain.open_loop(args.rate, args.open_duration, plain_loaded.job_ids))
+            print_open_loop(opened, plain_opened, args.rate)
+            arms += [opened, plain_opened]
+            loaded = loaded.merge(opened)  # its jobs are checked below too
+        print_errors({"Tunery": loaded, "baseline app": plain_loaded})
+        lost, extra, statuses = asyncio.run(run.check_jobs(one.job_ids + loaded.job_ids))
+        known_count = len(one.job_ids) + len(loaded.job_ids)
         listing = dict(statuses) if statuses else "unknown (no full listing)"
-        print(f"jobs created {known}; statuses when listed: {listing}")
+        print(f"jobs created {known_count}; statuses when listed: {listing}")
         if extra:
             print(f"  {len(extra)} listed job(s) no client got an id for (a create whose answer was lost)")
-        for line, count in api_log_exceptions(log).most_common(5):
-            print(f"API log: {count} x {line}")
-        errors = baseline.error_count + loaded.error_count
-        rate_limited = baseline.rate_limited + loaded.rate_limited
+        for name, path in (("API", log), ("baseline app", baseline_log)):
+            for line, count in api_log_exceptions(path).most_common(5):
+                print(f"{name} log: {count} x {line}")
+        errors = sum(arm.error_count for arm in arms)
+        rate_limited = sum(arm.rate_limited for arm in arms)
         unverified = {job_id: why for job_id, why in lost.items() if why.startswith("unverified")}
         lost = {job_id: why for job_id, why in lost.items() if job_id not in unverified}
         print(
@@ -226,14 +250,23 @@ def prepare(data_dir: Path, env: dict[str, str]) -> str:
     made = subprocess.run(
         [*tunery, "keys", "create"], env=env, cwd=REPO_ROOT, check=True, capture_output=True, text=True
     )
+    # The baseline app's jobs go to a project of their own (it needs no key: it checks none).
+    subprocess.run(
+        [*tunery, "keys", "create", "--project", BASELINE_PROJECT],
+        env=env,
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
     return made.stdout.strip().splitlines()[-1]
 
 
 @contextmanager
-def api_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+def server(module: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """`python -m MODULE ...` in the repository, its output in `log`, stopped at the end."""
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "api"],
+            [sys.executable, "-m", *module],
             env=env,
             cwd=REPO_ROOT,
             stdout=out,
@@ -273,181 +306,6 @@ def upload_training_file(base_url: str, key: str) -> str:
     return answer.json()["id"]
 
 
-class LoadRun:
-    def __init__(self, base_url: str, key: str, training_file: str, args: argparse.Namespace) -> None:
-        self.base_url = base_url
-        self.headers = {"Authorization": f"Bearer {key}"}
-        self.training_file = training_file
-        self.args = args
-
-    def client(self, connections: int) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=self.headers,
-            timeout=self.args.timeout,
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        )
-
-    async def phase(self, clients: int, duration: float) -> Tally:
-        """Clients start requests until `duration` is up; what has no answer `timeout` seconds later
-        is cancelled and counted as an error."""
-        tally = Tally()
-        async with self.client(clients) as http:
-            started = time.perf_counter()
-            deadline = started + duration
-            tasks = [asyncio.create_task(self.one_client(http, tally, deadline)) for _ in range(clients)]
-            _, unfinished = await asyncio.wait(tasks, timeout=duration + self.args.timeout + 1)
-            for task in unfinished:
-                task.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
-            tally.seconds = time.perf_counter() - started
-        return tally
-
-    async def one_client(self, http: httpx.AsyncClient, tally: Tally, deadline: float) -> None:
-        done = 0
-        body = {"model": MODEL_ID, "training_file": self.training_file, "suffix": "load"}
-        while time.perf_counter() < deadline and done + 3 <= self.args.requests_per_client:
-            done += 3
-            created = await self.request(
-                http, tally, deadline, "create", "POST", "/fine_tuning/jobs", json=body
-            )
-            job_id = created.get("id") if created else None
-            if job_id:
-                tally.job_ids.append(job_id)
-            if time.perf_counter() >= deadline:
-                break
-            params = {"limit": self.args.list_limit}
-            await self.request(http, tally, deadline, "list", "GET", "/fine_tuning/jobs", params=params)
-            if job_id and time.perf_counter() < deadline:
-                path = f"/fine_tuning/jobs/{job_id}"
-                retrieved = await self.request(http, tally, deadline, "retrieve", "GET", path)
-                if retrieved and retrieved.get("id") != job_id:
-                    tally.record_error("retrieve", f"asked for {job_id}, got {retrieved.get('id')}")
-
-    async def request(
-        self,
-        http: httpx.AsyncClient,
-        tally: Tally,
-        deadline: float,
-        operation: str,
-        method: str,
-        path: str,
-        **kwargs: object,
-    ) -> dict | None:
-        """One operation, timed. A 429 is counted apart and retried after its Retry-After, unless that
-        is past the phase's end: then the client gives the operation up (neither latency nor error)."""
-        while True:
-            started = time.perf_counter()
-            try:
-                answer = await http.request(method, path, **kwargs)  # type: ignore[arg-type]
-            except httpx.HTTPError as error:
-                tally.record_error(operation, describe(error, self.args.timeout))
-                return None
-            except asyncio.CancelledError:
-                tally.record_error(operation, "no answer by the phase's hard stop")
-                raise
-            elapsed = time.perf_counter() - started
-            if answer.status_code == 429:
-                tally.rate_limited += 1
-                wait = retry_after(answer)
-                if time.perf_counter() + wait >= deadline:
-                    await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
-                    return None
-                await asyncio.sleep(wait)
-                continue
-            tally.latencies[operation].append(elapsed)
-            if not answer.is_success:
-                tally.record_error(operation, f"HTTP {answer.status_code} {answer.text}")
-                return None
-            return answer.json()
-
-    async def check_jobs(self, job_ids: list[str]) -> tuple[dict[str, str], set[str], Counter[str]]:
-        """Every id a client got back must be retrievable and listed; returns (lost, unknown, statuses).
-
-        Runs after the load, once the API answers again; a listing that still fails leaves every job
-        unverified, and each counts as lost."""
-        lost: dict[str, str] = {}
-        listed: dict[str, str] = {}
-        async with self.client(20) as http:
-            if not await self.wait_until_answering(http):
-                return (
-                    dict.fromkeys(job_ids, "unverified: the API answered no list request"),
-                    set(),
-                    Counter(),
-                )
-            after = None
-            while True:
-                params: dict[str, str | int] = {"limit": 100}
-                if after:
-                    params["after"] = after
-                try:
-                    page = (await http.get("/fine_tuning/jobs", params=params)).raise_for_status().json()
-                except httpx.HTTPError as error:
-                    why = f"unverified: listing all jobs failed ({describe(error, self.args.timeout)})"
-                    return dict.fromkeys(job_ids, why), set(), Counter(listed.values())
-                for job in page["data"]:
-                    if job["id"] in listed:
-                        lost.setdefault(job["id"], "listed twice")
-                    listed[job["id"]] = job["status"]
-                if not page["has_more"]:
-                    break
-                after = page["last_id"]
-            gate = asyncio.Semaphore(20)
-
-            async def retrieve(job_id: str) -> None:
-                async with gate:
-                    try:
-                        answer = await http.get(f"/fine_tuning/jobs/{job_id}")
-                    except httpx.HTTPError as error:
-                        lost[job_id] = f"retrieve failed: {type(error).__name__} {error}"
-                        return
-                    if answer.status_code != 200:
-                        lost[job_id] = f"retrieve answered {answer.status_code}: {answer.text[:200]}"
-
-            await asyncio.gather(*(retrieve(job_id) for job_id in job_ids))
-        for job_id in job_ids:
-            if job_id not in listed:
-                lost.setdefault(job_id, "missing from the full listing")
-        return lost, set(listed) - set(job_ids), Counter(listed.values())
-
-    async def wait_until_answering(self, http: httpx.AsyncClient) -> bool:
-        """Requests the clients gave up on may still hold the API's threads: wait (bounded) for a 200."""
-        started = time.perf_counter()
-        while time.perf_counter() - started < self.args.timeout + 10:
-            try:
-                answer = await http.get("/fine_tuning/jobs", params={"limit": 1}, timeout=5)
-                if answer.status_code == 200:
-                    waited = time.perf_counter() - started
-                    if waited > 1:
-                        print(f"the API took {waited:.0f}s after the load to answer a list request again")
-                    return True
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.5)
-        print(f"the API answered no list request for {time.perf_counter() - started:.0f}s after the load")
-        return False
-
-
-def describe(error: httpx.HTTPError, timeout: float) -> str:
-    if isinstance(error, httpx.TimeoutException):
-        return f"{type(error).__name__}: no answer within {timeout:g}s"
-    return f"{type(error).__name__}: {error}"
-
-
-def retry_after(answer: httpx.Response) -> float:
-    try:
-        return max(float(answer.headers.get("retry-after", "1")), 0.0)
-    except ValueError:
-        return 1.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 def print_report(baseline: Tally, loaded: Tally, clients: int) -> None:
     header = (
         f"{'operation':<10} {'n (1)':>7} {'p50 ms (1)':>11} {'p99 ms (1)':>11} {f'n ({clients})':>9} "
@@ -468,9 +326,33 @@ def print_report(baseline: Tally, loaded: Tally, clients: int) -> None:
         f"throughput: 1 client {baseline.throughput():.1f} req/s; {clients} clients "
         f"{loaded.throughput():.1f} req/s = {ratio:.2f}x the 1-client baseline"
     )
-    for name, tally in (("1 client", baseline), (f"{clients} clients", loaded)):
+
+
+def print_open_loop(ours: Tally, theirs: Tally, rate: float) -> None:
+    """p50/p99 per operation at a fixed offered rate, against the goals, with the baseline app's."""
+    print(f"open loop at {rate:g} requests/s offered (latency from when each request was due):")
+    header = (
+        f"{'operation':<10} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'goal p99':>9} {'met':>4} "
+        f"{'baseline p50':>13} {'baseline p99':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    for operation in OPERATIONS:
+        mine, plain = ours.latencies[operation], theirs.latencies[operation]
+        p99 = percentile(mine, 0.99) * 1000
+        goal = P99_GOAL_MS[operation]
+        print(
+            f"{operation:<10} {len(mine):>6} {percentile(mine, 0.5) * 1000:>8.1f} {p99:>8.1f} "
+            f"{goal:>8.0f}  {'yes' if p99 < goal else 'no':>4} {percentile(plain, 0.5) * 1000:>13.1f} "
+            f"{percentile(plain, 0.99) * 1000:>13.1f}"
+        )
+    print(f"served {ours.throughput():.1f} req/s (baseline app {theirs.throughput():.1f})")
+
+
+def print_errors(arms: dict[str, Tally]) -> None:
+    for name, tally in arms.items():
         if tally.errors:
-            print(f"errors at {name}: {dict(tally.errors.most_common(8))}")
+            print(f"errors on {name}: {dict(tally.errors.most_common(8))}")
             for sample in tally.error_samples:
                 print(f"  e.g. {sample}")
 

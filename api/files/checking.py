@@ -15,6 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from api.files.validation import DatasetReport, check_lines, read_lines
+from api.parent_death import exit_when_orphaned
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -47,8 +48,11 @@ def _executor() -> ProcessPoolExecutor:
     with _pool_lock:
         if _pool is None:
             # spawn, not fork: the API process has threads (and maybe locks held in them) at this point.
+            # Checkers exit once this process is gone: an API stopped or killed left them behind.
             _pool = ProcessPoolExecutor(
-                max_workers=PROCESSES, mp_context=multiprocessing.get_context("spawn")
+                max_workers=PROCESSES,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_when_orphaned,
             )
         return _pool
 

@@ -59,3 +59,25 @@ def test_uploads_past_the_limit_are_429(settings: Settings, api_key_for, tmp_pat
         assert (first.status_code, second.status_code) == (200, 429)
         assert "Retry-After" in second.headers
         assert [f["id"] for f in client.get("/v1/files").json()["data"]] == [first.json()["id"]]
+
+
+def test_every_api_process_counts_the_same_requests(
+    settings: Settings, api_key_for, tiny_model_dir, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Two apps over one data directory and broker, as TUNERY_API_WORKERS processes are: the limit is
+    the service's, not each process's (counted in Redis, or in the data directory's rate-limit file)."""
+    limited = settings.model_copy(update={"rate_limit_jobs_per_minute": 2})
+    first, key = api_key_for(limited)
+    second, _ = api_key_for(limited)
+    ModelStore(settings.models_path).import_directory(tiny_model_dir, TINY_MODEL)
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(first, headers=headers) as one, TestClient(second, headers=headers) as other:
+        path = write_jsonl(tmp_path / "t.jsonl", toy_chat_examples(10))
+        training = one.post(
+            "/v1/files", files={"file": ("t.jsonl", path.read_bytes())}, data={"purpose": "fine-tune"}
+        ).json()["id"]
+        body = {"model": TINY_MODEL, "training_file": training}
+        assert one.post("/v1/fine_tuning/jobs", json=body).status_code == 200
+        assert other.post("/v1/fine_tuning/jobs", json=body).status_code == 200
+        assert other.post("/v1/fine_tuning/jobs", json=body).status_code == 429
+        assert one.post("/v1/fine_tuning/jobs", json=body).status_code == 429

@@ -157,8 +157,13 @@ def test_sigterm_to_serve_stops_its_worker_and_inference_backend_too(fresh_setti
     try:
         key = re.search(r"API key: (\S+)", _banner(process)).group(1)  # type: ignore[union-attr]
         _get_when_up(f"http://127.0.0.1:{port}/v1/models", key)
+        # Its API workers (TUNERY_API_WORKERS) are children too, and must stop with it as well.
         worker = child_pids(process.pid)
-        assert len(worker) == 3, "serve starts a worker, a webhook worker and an inference backend"
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in worker]
+        roles = sorted(part for command in commands for part in command if part in (b"worker", b"inference"))
+        assert roles == [b"inference", b"worker", b"worker"], (
+            "serve starts a worker, a webhook worker and an inference backend"
+        )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         deadline = time.monotonic() + 30
