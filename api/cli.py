@@ -322,6 +322,12 @@ def _serve_http(settings: Settings, key: str) -> None:
     workers = settings.api_worker_count
     processes = f"{workers} API process{'es' if workers > 1 else ''} (TUNERY_API_WORKERS)"
     print(f"\nTunery is serving on {base_url}\n  API key: {shown}\n  {processes}\n", flush=True)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each API process writes its request samples there and a scrape of any one sums them all;
+        # a fresh directory per start, since samples of processes that are gone would add up forever.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tunery-metrics-")
     serve_factory("api.cli:api_app", settings)
 
 

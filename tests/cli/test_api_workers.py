@@ -105,6 +105,14 @@ def test_two_api_workers_serve_the_sdk_and_share_the_rate_limit(
                 fresh_sdk(port).fine_tuning.jobs.create(model=TINY_MODEL, training_file=training.id)
 
         workers = workers_of(supervisor.pid)
+        # The processes share one fresh metrics directory, so a scrape of either sums both.
+        shared = {
+            entry.split(b"=", 1)[1]
+            for pid in workers
+            for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if entry.startswith(b"PROMETHEUS_MULTIPROC_DIR=")
+        }
+        assert len(shared) == 1 and Path(shared.pop().decode()).is_dir()
         # The upload was checked in a worker's checking pool: those processes must go too.
         checkers = [pid for worker in workers for pid in workers_of(worker)]
         assert checkers, "the upload's check ran in a pool process"
