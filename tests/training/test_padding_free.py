@@ -25,7 +25,8 @@ def batch_parts(model_dir):
     examples = toy_chat_examples(4)
     # Different lengths, so that the padded batch really pads.
     examples[1]["messages"][1]["content"] += " Please answer the question with a short sentence."
-    examples[3]["messages"][0]["content"] = "Hello, how are you today? " + examples[3]["messages"][0]["content"]
+    question = examples[3]["messages"][0]
+    question["content"] = "Hello, how are you today? " + question["content"]
     tokenized = tokenize_examples(tokenizer, examples).examples
     rows = [{"input_ids": ex.input_ids, "labels": ex.labels} for ex in tokenized]
     return rows, tokenizer.pad_token_id
@@ -91,7 +92,8 @@ class TestLayout:
 
         from worker.training.padding_free import VARLEN_SDPA, choose_layout
 
-        layout = choose_layout(AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa"), "lora")
+        sdpa = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
+        layout = choose_layout(sdpa, "lora")
         assert layout.padding_free and layout.attention == VARLEN_SDPA
 
     def test_eager_attention_and_virtual_tokens_keep_padded_batches(self, model_dir):
@@ -125,7 +127,8 @@ class TestRun:
 
         messages = [event["message"] for event in flat.of("message")]
         assert any(message.startswith("padding-free batches") for message in messages), messages
-        assert any(message.startswith("padded batches") for message in (e["message"] for e in padded.of("message")))
+        padded_messages = [event["message"] for event in padded.of("message")]
+        assert any(message.startswith("padded batches") for message in padded_messages), padded_messages
         # Same examples per step: same steps, same losses step by step.
         assert flat.of("started")[0]["total_steps"] == padded.of("started")[0]["total_steps"] == 4
         assert flat.losses() == pytest.approx(padded.losses(), abs=2e-4)
