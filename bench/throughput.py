@@ -142,7 +142,10 @@ def run_arm(arm: str, args: argparse.Namespace, data: Path, directory: Path) -> 
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT
     )
     assert process.stdout is not None
-    events = [(time.perf_counter(), json.loads(line)) for line in process.stdout if line.startswith('{"event"')]
+    # Only the progress lines: the plain Trainer also prints its log dicts to stdout.
+    events = [
+        (time.perf_counter(), json.loads(line)) for line in process.stdout if line.startswith('{"event"')
+    ]
     stderr = process.stderr.read() if process.stderr else ""
     if process.wait() != 0:
         raise SystemExit(f"the {arm} arm failed:\n{stderr[-3000:]}")
