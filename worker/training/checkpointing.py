@@ -55,7 +55,8 @@ def resolve_gradient_checkpointing(
     if free_bytes < needed_bytes:
         return CheckpointingChoice(
             True,
-            f"on: the GPU has {_gib(free_bytes)} free, short of the {_gib(needed_bytes)} the run needs without it",
+            f"on: the GPU has {_gib(free_bytes)} free, short of the {_gib(needed_bytes)} "
+            "the run needs without it",
         )
     return CheckpointingChoice(
         False, f"off: the GPU has {_gib(free_bytes)} free, enough for the {_gib(needed_bytes)} the run needs"

@@ -46,7 +46,9 @@ def use_liger(model_type: str, use_cuda: bool) -> tuple[bool, str]:
     return True, f"fused Liger kernels (cross-entropy, RMSNorm, RoPE, SwiGLU) on for {model_type}"
 
 
-def kernel_arguments(spec: TrainingSpec, model: Any, use_cuda: bool, progress: ProgressWriter) -> dict[str, Any]:
+def kernel_arguments(
+    spec: TrainingSpec, model: Any, use_cuda: bool, progress: ProgressWriter
+) -> dict[str, Any]:
     """The TrainingArguments that switch the faster kernels on, with an event for each choice."""
     arguments: dict[str, Any] = {}
     base_config = getattr(model, "config", None)

@@ -25,6 +25,7 @@ of right-padded rows. The switch is not saved: config.json never records the att
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,12 +58,11 @@ def varlen_sdpa_forward(
     cu_seq_lens_q: torch.Tensor | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """sdpa over each example of a flattened row; (batch, heads, seq, dim) in, (batch, seq, heads, dim) out."""
+    """sdpa over each example of a flattened row: (batch, heads, seq, dim) in, (batch, seq, heads, dim)
+    out, as transformers' attention functions return it."""
     gqa = query.shape[1] != key.shape[1]
-    if cu_seq_lens_q is None or query.shape[0] != 1:
-        bounds = [0, query.shape[2]]
-    else:
-        bounds = cu_seq_lens_q.tolist()
+    flattened = cu_seq_lens_q is not None and query.shape[0] == 1
+    bounds = cu_seq_lens_q.tolist() if flattened else [0, query.shape[2]]  # type: ignore[union-attr]
     pieces = [
         torch.nn.functional.scaled_dot_product_attention(
             query[:, :, start:end],
@@ -73,7 +73,7 @@ def varlen_sdpa_forward(
             scale=scaling,
             enable_gqa=gqa,
         )
-        for start, end in zip(bounds[:-1], bounds[1:], strict=False)
+        for start, end in itertools.pairwise(bounds)
         if end > start
     ]
     output = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
