@@ -98,15 +98,3 @@ class TestRuns:
         )
         assert run.of("started")[0]["total_steps"] == 2
         assert run.of("started")[0]["n_examples"] == 8
-
-    @pytest.mark.slow
-    def test_compile_reports_its_warm_up_and_trains_as_without_it(self, tmp_path: Path, model_dir):
-        common = dict(n_train=16, n_epochs=1)
-        recipe = dict(max_seq_length=64, lora_dropout=0.0)
-        compiled = train_in_process(
-            toy_spec(tmp_path / "c", model_dir, **common, recipe=Recipe(**recipe, compile=True))
-        )
-        eager = train_in_process(toy_spec(tmp_path / "e", model_dir, **common, recipe=Recipe(**recipe)))
-        messages = [event["message"] for event in compiled.of("message")]
-        assert any(message.startswith("torch.compile warm-up") for message in messages), messages
-        assert compiled.losses() == pytest.approx(eager.losses(), abs=1e-3)
