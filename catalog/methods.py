@@ -129,7 +129,7 @@ _ROWS = (
         learning_rate=lambda kind: kind.learning_rate * DPO_FACTOR,
         # The value of the DPO paper and TRL's default.
         auto={"beta": 0.1},
-        ignores=("packing", "train_on_inputs"),
+        ignores=("packing", "train_on_inputs", "group_by_length"),
         summary="preference pairs, through TRL's DPOTrainer",
     ),
     Method(

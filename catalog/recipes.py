@@ -112,9 +112,24 @@ class Recipe(BaseModel):
     # Every type.
     max_seq_length: int = Field(default=1024, ge=16, le=131072, description="Longer examples are truncated.")
     packing: bool = Field(
-        default=False, description="Pack examples into full sequences (padding-free, no cross-attention)."
+        default=False,
+        description="Pack several examples into each row of max_seq_length (fewer steps). Without it, "
+        "batches are still padding-free where that is faster: same examples per step, no compute on padding.",
     )
-    gradient_checkpointing: bool = Field(default=True, description="Recompute activations: less memory.")
+    group_by_length: bool = Field(
+        default=False,
+        description="Batch examples of similar length together: less padding, but a different order of "
+        "examples (supervised, classification).",
+    )
+    gradient_checkpointing: Literal["auto"] | bool = Field(
+        default="auto",
+        description="Recompute activations in the backward pass: less memory, about a third more compute. "
+        "auto: only where memory needs it (off on CPU; on a GPU whose free memory is short for the model).",
+    )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the model: faster steps after a warm-up that the job's events report.",
+    )
     precision: Precision = Field(
         default="auto",
         description="auto: bf16 on a GPU that has it, fp32 on CPU. A half precision the machine lacks "

@@ -6,12 +6,14 @@ spec -> precision -> tokenizer -> data (the method) -> model (the recipe) -> tra
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer, set_seed
 
+from catalog.methods import method as method_row
 from worker.training import distributed
 from worker.training.artifacts import (
     StoppedOutcome,
@@ -22,7 +24,15 @@ from worker.training.artifacts import (
 )
 from worker.training.base_model import BaseModel
 from worker.training.callbacks import ProgressCallback
+from worker.training.checkpointing import (
+    HEADROOM_FACTOR,
+    estimated_bytes,
+    gpu_free_bytes,
+    resolve_gradient_checkpointing,
+    weights_bytes,
+)
 from worker.training.checkpoints import CheckpointCallback, StopRequest, load_run_state, resumed_step
+from worker.training.kernels import CompileWarmupCallback, kernel_arguments
 from worker.training.methods import get_method
 from worker.training.precision import Precision, resolve_precision
 from worker.training.progress import ProgressWriter
@@ -44,6 +54,7 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
     precision = resolve_precision(spec.recipe.precision)
     if precision.warning:
         progress.message(precision.warning, level="warn")
+    spec = _with_resolved_checkpointing(spec, precision, recipe_family, progress)
 
     # Tokenizer and data first: a bad file should fail before minutes of model loading.
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model_dir)
@@ -72,19 +83,15 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
     )
     checkpoint_callback = CheckpointCallback(spec, progress, progress_callback, stop, export)
     optimizer = getattr(recipe_family, "optimizer", lambda spec, use_cuda: "adamw_torch")
-    checkpointing = spec.recipe.gradient_checkpointing
-    supports_checkpointing = getattr(
-        recipe_family, "supports_gradient_checkpointing", lambda recipe_type: True
-    )
-    if checkpointing and not supports_checkpointing(spec.recipe.type):
-        checkpointing = False
-        progress.message(f"gradient checkpointing is off: {spec.recipe.type} does not work with it", "warn")
+    checkpointing = bool(spec.recipe.gradient_checkpointing)  # resolved above
     args = _trainer_arguments(
         spec, precision, data.eval_dataset is not None, optimizer(spec, precision.use_cuda), checkpointing
     )
-    trainer = method.make_trainer(
-        spec, model, tokenizer, data, args, [progress_callback, checkpoint_callback]
-    )
+    callbacks: list[Any] = [progress_callback, checkpoint_callback]
+    args.update(kernel_arguments(spec, model, precision.use_cuda, progress))
+    if spec.recipe.compile:
+        callbacks.append(CompileWarmupCallback(progress))
+    trainer = method.make_trainer(spec, model, tokenizer, data, args, callbacks, progress)
 
     if spec.resume_from and resumed_rows is not None:
         progress_callback.restore(resumed_rows)
@@ -111,6 +118,43 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
         result_file=result_file,
         labels=data.labels,
     )
+
+
+def _needed_bytes(spec: TrainingSpec, precision: Precision) -> int:
+    per_process = -(-spec.batch_size // distributed.world_size())
+    estimated = estimated_bytes(
+        spec.base_model_dir,
+        spec.recipe,
+        task=method_row(spec.method).task,
+        precision=precision.name,
+        batch_size=per_process,
+    )
+    return estimated if estimated is not None else int(HEADROOM_FACTOR * weights_bytes(spec.base_model_dir))
+
+
+def _with_resolved_checkpointing(
+    spec: TrainingSpec, precision: Precision, recipe_family: Any, progress: ProgressWriter
+) -> TrainingSpec:
+    """The spec with gradient_checkpointing a bool: "auto" decided, and off where the recipe can't."""
+    requested = spec.recipe.gradient_checkpointing
+    use_cuda = precision.use_cuda
+    choice = resolve_gradient_checkpointing(
+        requested,
+        use_cuda=use_cuda,
+        needed_bytes=_needed_bytes(spec, precision) if use_cuda else None,
+        free_bytes=gpu_free_bytes() if use_cuda else None,
+    )
+    enabled = choice.enabled
+    if requested == "auto":
+        progress.message(f"gradient checkpointing {choice.reason}")
+    supports_checkpointing = getattr(
+        recipe_family, "supports_gradient_checkpointing", lambda recipe_type: True
+    )
+    if enabled and not supports_checkpointing(spec.recipe.type):
+        enabled = False
+        progress.message(f"gradient checkpointing is off: {spec.recipe.type} does not work with it", "warn")
+    recipe = spec.recipe.model_copy(update={"gradient_checkpointing": enabled})
+    return dataclasses.replace(spec, recipe=recipe)
 
 
 def _trainer_arguments(
@@ -141,10 +185,16 @@ def _trainer_arguments(
         save_total_limit=2,
         report_to=[],
         disable_tqdm=True,
-        # Recompute activations in the backward pass: fine-tuning is bound by GPU memory, not compute.
+        # Decided by checkpointing.py: only where memory needs it.
         # Non-reentrant checkpointing also works when no input of a block requires grad (frozen base).
         activation_checkpointing=checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        # Similar lengths in a batch pad less, at the price of a different order of examples: opt-in.
+        train_sampling_strategy=(
+            "group_by_length"
+            if recipe.group_by_length and "group_by_length" not in method_row(spec.method).ignores
+            else "random"
+        ),
         use_cpu=not precision.use_cuda,
         bf16=precision.name == "bf16",
         fp16=precision.name == "fp16",

@@ -2,7 +2,7 @@
 
 Each method is a row of the registry (catalog/methods.py) and a module here named after it, with
 `prepare(spec, tokenizer, progress) -> PreparedData`, which reads and checks the data files before
-any model loads, and `make_trainer(spec, model, tokenizer, data, args, callbacks)`, which builds the
+any model loads, and `make_trainer(spec, model, tokenizer, data, args, callbacks, progress)`, which builds the
 TRL / transformers trainer for it from the shared arguments (worker/training/run.py).
 Any recipe type trains with any method.
 """

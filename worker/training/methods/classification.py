@@ -5,6 +5,9 @@ what else does (lora: adapters plus the head; freeze with trainable_layers 0: th
 are strings: the spec's `labels` in that order, or else the sorted set of str(label) of the training
 file; id i is labels[i], and the artifact's config.json carries them as id2label.
 The accuracy columns hold the share of examples whose highest-scoring label is the right one.
+
+Batches are padded, not flattened: the head reads each row's last real token, so a row must hold one
+example. `group_by_length` is what cuts their padding here.
 """
 
 from __future__ import annotations
@@ -57,7 +60,13 @@ def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> Pre
 
 
 def make_trainer(
-    spec: TrainingSpec, model: Any, tokenizer: Any, data: PreparedData, args: dict[str, Any], callbacks: list
+    spec: TrainingSpec,
+    model: Any,
+    tokenizer: Any,
+    data: PreparedData,
+    args: dict[str, Any],
+    callbacks: list,
+    progress: ProgressWriter,
 ) -> Trainer:
     # label_names: the Trainer can't find "labels" in the signature of a PEFT wrapper's forward, and
     # without it would skip the evaluation loss.

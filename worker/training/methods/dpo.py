@@ -10,6 +10,10 @@ a frozen reference: the model as it was before training (for adapter recipes, TR
 of the freshly initialised adapter, which leaves the base model unchanged; for full, freeze and bitfit
 a frozen copy of the model). `beta` sets how far the policy may move away from the reference.
 The accuracy columns hold the preference accuracy: how often the preferred answer is the more likely.
+
+Batches are padded: TRL's padding-free DPO forward (`DPOConfig.padding_free`) is disabled in TRL 1.x
+after a refactor (it falls back to padding with a warning), so asking for it would change nothing.
+Gradient checkpointing, compile and Liger follow the shared rules (worker/training/run.py).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from worker.training.spec import TrainingSpec
 
 def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
     for ignored in supervised_only_settings(spec):
-        progress.message(f"{ignored} applies to supervised training only; {spec.method} ignores it", "warn")
+        progress.message(f"{ignored} does not apply to {spec.method}; it is ignored", "warn")
     training = read_preferences(spec.training_file, "training")
     validation = read_preferences(spec.validation_file, "validation") if spec.validation_file else None
     tokens = sum(_n_tokens(tokenizer, comparison) for comparison in training)
@@ -47,7 +51,13 @@ def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> Pre
 
 
 def make_trainer(
-    spec: TrainingSpec, model: Any, tokenizer: Any, data: PreparedData, args: dict[str, Any], callbacks: list
+    spec: TrainingSpec,
+    model: Any,
+    tokenizer: Any,
+    data: PreparedData,
+    args: dict[str, Any],
+    callbacks: list,
+    progress: ProgressWriter,
 ) -> DPOTrainer:
     config = DPOConfig(**args, beta=spec.beta, max_length=spec.recipe.max_seq_length)
     return DPOTrainer(

@@ -3,11 +3,14 @@
 The data arrives pre-tokenized with our own labels (assistant tokens only, unless train_on_inputs),
 so SFTTrainer keeps them as they are instead of re-rendering the conversations itself.
 
-Packing: examples are packed best-fit into rows of max_seq_length and fed padding-free: one
-flattened row per batch whose position_ids restart at every example. Attention never crosses from one
-example into another (flash-attention's varlen kernels, or the block-diagonal mask transformers builds
-from position_ids for sdpa and eager), and no compute goes to padding. Packing changes how many
-examples make a batch, and so the number of steps.
+Batches are padding-free by default (worker/training/padding_free.py): a step's examples laid end to
+end in one row, position ids restarting at every example, attention kept within each example, so no
+compute goes to padding while the steps and the loss stay those of padded batches. Where the
+model's attention implementation would make that slower than padding, batches are padded, and an
+event says which layout the run uses.
+
+Packing (opt-in): examples are packed best-fit into rows of max_seq_length and fed the same way.
+Packing changes how many examples make a batch, and so the number of steps.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from worker.training import padding_free
 from worker.training.data import TokenizedDataset, read_dataset, tokenization_warnings
 from worker.training.methods import PreparedData
 from worker.training.progress import ProgressWriter
@@ -55,14 +59,31 @@ def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> Pre
 
 
 def make_trainer(
-    spec: TrainingSpec, model: Any, tokenizer: Any, data: PreparedData, args: dict[str, Any], callbacks: list
+    spec: TrainingSpec,
+    model: Any,
+    tokenizer: Any,
+    data: PreparedData,
+    args: dict[str, Any],
+    callbacks: list,
+    progress: ProgressWriter,
 ) -> SFTTrainer:
+    recipe = spec.recipe
+    layout = padding_free.choose_layout(model, recipe.type)
+    # Packing always feeds flattened rows (TRL's best-fit packing needs it); it still gains from the
+    # per-example attention where the layout has one.
+    flattened = recipe.packing or layout.padding_free
+    if flattened:
+        padding_free.apply(model, layout)
+    if not recipe.packing:
+        progress.message(layout.reason)
     config = SFTConfig(
         **args,
-        max_length=spec.recipe.max_seq_length,
-        packing=spec.recipe.packing,
+        # The examples are already truncated at max_seq_length (data.py); TRL refuses a max_length
+        # for flattened batches without packing, since it would not enforce it.
+        max_length=recipe.max_seq_length if recipe.packing or not flattened else None,
+        packing=recipe.packing,
         packing_strategy="bfd",
-        padding_free=spec.recipe.packing,
+        padding_free=flattened,
     )
     return SFTTrainer(
         model=model,
