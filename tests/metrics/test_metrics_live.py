@@ -34,6 +34,7 @@ def test_a_running_jobs_step_moves_between_scrapes(
         )
         steps: list[float] = []
         saw_running = saw_worker = False
+        speeds: list[float] = []
         deadline = time.monotonic() + 240
         while (status := client.fine_tuning.jobs.retrieve(job.id).status) not in ("succeeded", "failed"):
             assert time.monotonic() < deadline, service.log_tail()
@@ -45,6 +46,9 @@ def test_a_running_jobs_step_moves_between_scrapes(
             step = got.get(("tunery_job_step", frozenset({("job", job.id)})))
             if step is not None and (not steps or step != steps[-1]):
                 steps.append(step)
+            speed = got.get(("tunery_job_tokens_per_second", frozenset({("job", job.id)})))
+            if speed is not None:
+                speeds.append(speed)
             time.sleep(0.2)
         assert status == "succeeded", service.log_tail()
         final = samples(httpx.get(scrape_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}).text)
@@ -52,6 +56,7 @@ def test_a_running_jobs_step_moves_between_scrapes(
 
     assert saw_running and saw_worker
     assert len(steps) >= 2 and steps == sorted(steps), f"the step gauge did not move: {steps}"
+    assert speeds and all(speed > 0 for speed in speeds), "the trainer's tokens/s reached no gauge"
     assert final["tunery_jobs", frozenset({("status", "succeeded")})] == 1
     assert ("tunery_job_step", frozenset({("job", job.id)})) not in final  # only running jobs have gauges
     assert member.status_code == 403

@@ -76,6 +76,11 @@ class TestProtocol:
         assert all(line["total_steps"] == 12 and line["learning_rate"] > 0 for line in metrics)
         assert all(0.0 <= line["train_mean_token_accuracy"] <= 1.0 for line in metrics)
 
+    def test_every_step_reports_its_training_speed(self, finished_run):
+        metrics = finished_run.of("metrics")
+        assert all(line["tokens_per_second"] > 0 for line in metrics), metrics
+        assert all(line["gpu_memory_bytes"] is None for line in metrics)  # a CPU run
+
     def test_completed_reports_billed_tokens_and_artifacts(self, finished_run, model_dir):
         from transformers import AutoTokenizer
 

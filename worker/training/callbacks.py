@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,9 +63,13 @@ class ProgressCallback(TrainerCallback):
         self.rows: list[StepMetrics] = []
         self._pending: StepMetrics | None = None
         self._total_steps = 0
+        # step -> (tokens/s, GPU bytes): for the metrics lines only, not the result file's columns.
+        self._speed: dict[int, tuple[float | None, int | None]] = {}
+        self._last_tokens: tuple[float, int] | None = None  # (monotonic time, tokens seen) at the last log
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._total_steps = state.max_steps
+        self._last_tokens = (time.monotonic(), state.num_input_tokens_seen)
         if not state.is_world_process_zero:  # under torchrun, one process speaks for the run
             return
         trainable, total = count_parameters(model) if model is not None else (0, 0)
@@ -102,6 +107,7 @@ class ProgressCallback(TrainerCallback):
                 train_reward_mean=logs.get("reward"),
                 train_reward_std=logs.get("reward_std"),
             )
+            self._speed[state.global_step] = (self._tokens_per_second(logs), _gpu_memory_bytes())
             if not self.has_validation:
                 self._flush()
 
@@ -119,10 +125,19 @@ class ProgressCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         self._flush()
 
+    def _tokens_per_second(self, logs: dict[str, Any]) -> float | None:
+        seen, now = logs.get("num_input_tokens_seen"), time.monotonic()
+        if seen is None or self._last_tokens is None:
+            return None
+        since, before = self._last_tokens
+        self._last_tokens = (now, int(seen))
+        return (int(seen) - before) / (now - since) if now > since else None
+
     def _flush(self) -> None:
         if self._pending is None:
             return
         row, self._pending = self._pending, None
+        tokens_per_second, gpu_memory_bytes = self._speed.pop(row.step, (None, None))
         self.rows.append(row)
         self.writer.emit(
             Metrics(
@@ -137,5 +152,13 @@ class ProgressCallback(TrainerCallback):
                 train_reward_mean=row.train_reward_mean,
                 train_reward_std=row.train_reward_std,
                 valid_reward_mean=row.valid_reward_mean,
+                tokens_per_second=tokens_per_second,
+                gpu_memory_bytes=gpu_memory_bytes,
             )
         )
+
+
+def _gpu_memory_bytes() -> int | None:
+    import torch
+
+    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None

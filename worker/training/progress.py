@@ -66,6 +66,10 @@ class Metrics:
     train_reward_mean: float | None = None
     train_reward_std: float | None = None
     valid_reward_mean: float | None = None
+    # Training tokens (padding left out) per second since the previous step, and on a GPU the peak
+    # memory this process has allocated: what the metrics endpoint and the dashboard show.
+    tokens_per_second: float | None = None
+    gpu_memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,8 @@ def _trainer_arguments(
         data_seed=spec.seed,
         # One metrics line per optimizer step, as OpenAI reports them.
         logging_steps=1,
+        # The tokens each step trained on, padding left out: the metrics lines' tokens/s.
+        include_num_input_tokens_seen="non_padding",
         eval_strategy="epoch" if has_validation else "no",
         # Each epoch end saves a resumable checkpoint; CheckpointCallback adds the ones between.
         save_strategy="epoch",
