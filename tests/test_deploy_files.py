@@ -188,6 +188,19 @@ class TestComposeCommands:
         assert services["import-demo-model"]["build"]["target"] == "worker"
 
 
+class TestComposeWebhooks:
+    def test_webhook_deliveries_have_a_worker_of_their_own(self) -> None:
+        queues = {
+            name: _parse_tunery(_argv(service["command"])).queues
+            for name, service in _services().items()
+            if "command" in service and _parse_tunery(_argv(service["command"])).run.__name__ == "cmd_worker"
+        }
+        assert queues.pop("webhooks") == "tunery.webhooks"
+        assert "deploy" not in _services()["webhooks"], "the webhook worker reserves no GPU"
+        # The GPU worker takes every other queue, so a delivery never waits behind training.
+        assert set(queues["worker"].split(",")) == {"tunery.validation", "tunery.training", "tunery.export"}
+
+
 class TestComposeStartOrder:
     def test_migrate_waits_for_a_healthy_postgres(self) -> None:
         assert _depends_on(_services()["migrate"]) == {"postgres": "service_healthy"}
