@@ -159,7 +159,7 @@ class FineTuningJobObject(BaseModel):
             fine_tuned_model=job.fine_tuned_model,
             finished_at=job.finished_at,
             hyperparameters=hyperparameters,
-            model=job.model,
+            model=job.start_from["model"] if job.start_from else job.model,
             organization_id=job.project.id,
             result_files=job.result_files,
             seed=job.seed,

@@ -18,7 +18,7 @@ from api.db import after_commit
 from api.errors import InvalidRequest, NotFound, model_not_found
 from api.estimates import service as estimates
 from api.files import service as files
-from api.fine_tuning import repository
+from api.fine_tuning import repository, start_from
 from api.fine_tuning.methods import method_and_hyperparameters
 from api.fine_tuning.recipe_schema import RecipeIn
 from api.fine_tuning.schemas import JobCreate
@@ -86,10 +86,13 @@ def create_job(
 ) -> FineTuningJob:
     method_type, hyperparameters = method_and_hyperparameters(request)
     method = {"type": method_type, **_grader_of(request)}
-    base = store.get(request.model)
+    recipe = request.recipe or RecipeIn()
+    start = None
+    if start_from.is_fine_tuned_name(request.model):
+        start = start_from.resolve(session, settings, caller, request.model, method_type, recipe)
+    base = store.get(start.base_model if start else request.model)
     if base is None:
         raise model_not_found(request.model, param="model")
-    recipe = request.recipe or RecipeIn()
     _check_recipe_fits(recipe, base)
     _check_distribution_trains(recipe)
     # Refused now, saying what it needs, if no GPU pool can hold it; else the pool that trains it.
@@ -102,7 +105,8 @@ def create_job(
     job = FineTuningJob(
         id=new_id("ftjob-"),
         project_pk=caller.project.pk,
-        model=request.model,
+        model=base.id,
+        start_from=start.as_record() if start else None,
         training_file=request.training_file,
         validation_file=request.validation_file,
         status=VALIDATING_FILES,

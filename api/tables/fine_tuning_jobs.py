@@ -54,6 +54,9 @@ class FineTuningJob(Base):
     enqueued_at: Mapped[int | None]
     # The GPU pool the job was admitted to at create (its training queue); None: the default pool.
     pool: Mapped[str | None] = mapped_column(String(64))
+    # Trained on from a fine-tuned or checkpoint model (api/fine_tuning/start_from.py): its name, job,
+    # step and artifact format. `model` stays the original base.
+    start_from: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # A client's Idempotency-Key on create: a retried POST returns this job instead of a new one.
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
 

@@ -151,3 +151,35 @@ def test_classification_records_its_labels(client: TestClient, runtime: Runtime,
         names = tar.getnames()
         record = json.load(tar.extractfile(next(n for n in names if n.endswith("tunery.json"))))  # type: ignore[arg-type]
     assert record["method"] == "classification"
+
+
+def test_a_job_from_a_fine_tuned_model_trains_on_from_its_adapter(
+    client: TestClient, runtime: Runtime, tmp_path: Path
+) -> None:
+    training_file = upload(client, tmp_path, toy_chat_examples(12))
+    hyperparameters = {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 20}
+    body = {"model": "tiny-llama", "training_file": training_file, "hyperparameters": hyperparameters}
+    earlier = train(client, runtime, {**body, "recipe": {"type": "lora", "max_seq_length": 64}})
+    assert earlier["status"] == "succeeded", earlier
+    later = train(
+        client,
+        runtime,
+        {**body, "model": earlier["fine_tuned_model"], "recipe": {"type": "lora", "max_seq_length": 64}},
+    )
+    assert later["status"] == "succeeded", later
+    assert later["model"] == earlier["fine_tuned_model"]
+    assert later["fine_tuned_model"].startswith("ft:tiny-llama:")  # named after the original base
+
+    def losses(job: dict[str, Any]) -> list[float]:
+        events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=100").json()["data"]
+        steps = sorted((e["data"]["step"], e["data"]["train_loss"]) for e in events if e["type"] == "metrics")
+        return [loss for _, loss in steps]
+
+    # 3 steps an epoch; same data: the later job's first epoch is near the earlier's last, not its first.
+    before, after = losses(earlier), losses(later)
+    first, last, later_first = (sum(losses) / 3 for losses in (before[:3], before[-3:], after[:3]))
+    assert last < first and abs(later_first - last) < abs(later_first - first), (before, after)
+    record = json.loads(
+        (runtime.settings.artifacts_path / later["id"] / "adapter" / "tunery.json").read_text()
+    )
+    assert record["started_from"]["job_id"] == earlier["id"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from api.db import session_scope
 from api.files import repository as files
-from api.fine_tuning import hyperparameters, repository
+from api.fine_tuning import artifacts, hyperparameters, repository
 from catalog.methods import MAX_COMPLETION_TOKENS, generations_per_prompt
 from worker.jobs.place import link_file
 from worker.runtime import Runtime
@@ -65,13 +65,20 @@ def _read(rt: Runtime, job_id: str) -> _Inputs:
                 raise RuntimeError(f"file {file_id} was deleted")
             keys[name] = row.storage_key
         model, hp, method, recipe, seed = job.model, job.hyperparameters, job.method, job.recipe, job.seed
+        start = dict(job.start_from) if job.start_from else None
     base = rt.model_store.get(model)
     if base is None:
         raise RuntimeError(f"base model {model} is no longer in the model store")
     recipe_spec = Recipe.from_dict(recipe)
+    base_model_dir = str(base.path)
+    if start is not None:
+        start["directory"] = str(_starting_dir(rt, start))
+        if start["artifact_format"] == "model":
+            base_model_dir = start["directory"]  # a whole model trained on: it is this run's base
     spec = TrainingSpec(
         job_id=job_id,
-        base_model_dir=str(base.path),
+        base_model_dir=base_model_dir,
+        start_from=start,
         training_file=str(directory / "train.jsonl"),
         validation_file=str(directory / "validation.jsonl") if "validation.jsonl" in keys else None,
         output_dir=str(directory / "output"),
@@ -114,3 +121,14 @@ def _reinforcement(rt: Runtime, hp: dict[str, Any], method: dict[str, Any]) -> d
         "eval_interval": hp.get("eval_interval", 1),
         "eval_samples": hp.get("eval_samples", 8),
     }
+
+
+def _starting_dir(rt: Runtime, start: dict) -> Path:
+    """The artifact a job trains on from: the earlier job's fine-tuned model or its checkpoint."""
+    if start.get("step") is None:
+        directory = artifacts.adapter_dir(rt.settings, start["job_id"])
+    else:
+        directory = artifacts.checkpoint_dir(rt.settings, start["job_id"], start["step"])
+    if not directory.is_dir():
+        raise RuntimeError(f"{start['model']}, which the job trains on from, has been deleted")
+    return directory

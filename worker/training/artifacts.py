@@ -74,6 +74,8 @@ def save_artifact(
         "artifact_format": artifact_format(spec),
         "recipe": spec.to_dict()["recipe"],
         "labels": labels,
+        # The chain: the fine-tuned or checkpoint model this run trained on from, if any.
+        "started_from": spec.start_from,
         "spec": spec.to_dict(),
     }
     (directory / RUN_RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")

@@ -48,6 +48,9 @@ class TrainingSpec:
     # A resumable checkpoint directory from an earlier run of this same spec (a `stopped` or
     # `resumable` event's path).
     resume_from: str | None = None
+    # Trained on from an earlier fine-tune (api/fine_tuning/start_from.py's record plus `directory`):
+    # a "peft" one's adapter is loaded and trained on; a "model" one is base_model_dir itself.
+    start_from: dict[str, Any] | None = None
     # Reinforcement: the grader (OpenAI's object, graders/types.py) that rewards each sampled answer,
     # the python graders' sandbox (graders/sandbox.py Limits fields, and `hidden` directories), the
     # answers sampled per prompt, how long an answer may grow, and validation every eval_interval

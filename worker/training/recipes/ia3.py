@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from peft import IA3Config, get_peft_model
+from peft import IA3Config
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING
 
 from worker.training.base_model import BaseModel
+from worker.training.recipes.starting import adapter_model
 from worker.training.spec import TrainingSpec
 
 
@@ -30,4 +31,4 @@ def build(spec: TrainingSpec, base: BaseModel) -> Any:
             target_modules=list(targets),
             feedforward_modules=[name for name in targets if name in feedforward],
         )
-    return get_peft_model(model, config)
+    return adapter_model(model, config, spec)

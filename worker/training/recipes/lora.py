@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from peft import LoraConfig, prepare_model_for_kbit_training
 from transformers import BitsAndBytesConfig
 
 from worker.training.base_model import BaseModel
+from worker.training.recipes.starting import adapter_model
 from worker.training.spec import TrainingSpec
 
 
@@ -36,7 +37,7 @@ def build(spec: TrainingSpec, base: BaseModel) -> Any:
         target_modules=recipe.target_modules,
         use_dora=recipe.type == "dora",
     )
-    return get_peft_model(model, config)
+    return adapter_model(model, config, spec)
 
 
 def optimizer(spec: TrainingSpec, use_cuda: bool) -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
+from peft import PrefixTuningConfig, PromptTuningConfig
 
 from worker.training.base_model import BaseModel
+from worker.training.recipes.starting import adapter_model
 from worker.training.spec import TrainingSpec
 
 
@@ -27,7 +28,7 @@ def build(spec: TrainingSpec, base: BaseModel) -> Any:
         config = PrefixTuningConfig(task_type=base.task, num_virtual_tokens=n_tokens)
         if base.task == "SEQ_CLS":
             accept_prefix_cache(model)
-    return get_peft_model(model, config)
+    return adapter_model(model, config, spec)
 
 
 def accept_prefix_cache(model: Any) -> None:
