@@ -258,3 +258,24 @@ def test_quantized_and_soft_prompt_recipes_train_with_every_method(
     losses = run.losses()
     assert losses[-1] < 0.7 * losses[0], losses
     assert isinstance(run.outcome, TrainingOutcome) and run.outcome.artifact_format == "peft"
+
+
+def test_every_method_module_takes_what_the_run_hands_it() -> None:
+    """run.py calls each method's prepare and make_trainer alike; a method whose signature drifted
+    would fail only when a job of that method runs."""
+    import inspect
+
+    from catalog.methods import METHODS
+    from worker.training.methods import get_method
+
+    expected = {
+        "prepare": ["spec", "tokenizer", "progress"],
+        "make_trainer": ["spec", "model", "tokenizer", "data", "args", "callbacks", "progress"],
+    }
+    for name in METHODS:
+        module = get_method(name)
+        for function, parameters in expected.items():
+            assert list(inspect.signature(getattr(module, function)).parameters) == parameters, (
+                name,
+                function,
+            )

@@ -62,7 +62,12 @@ def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> F
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "loaded": pool.loaded(), "cancelled_generations": engine.cancelled}
+        return {
+            "status": "ok",
+            "loaded": pool.loaded(),
+            "in_flight": engine.admitted,  # running or waiting
+            "cancelled_generations": engine.cancelled,
+        }
 
     @app.post("/v1/unload_model")
     async def unload_model(body: UnloadRequest) -> dict[str, Any]:

@@ -58,7 +58,13 @@ def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> Pre
 
 
 def make_trainer(
-    spec: TrainingSpec, model: Any, tokenizer: Any, data: PreparedData, args: dict[str, Any], callbacks: list
+    spec: TrainingSpec,
+    model: Any,
+    tokenizer: Any,
+    data: PreparedData,
+    args: dict[str, Any],
+    callbacks: list,
+    progress: ProgressWriter,
 ) -> GRPOTrainer:
     group = spec.num_generations
     args = {
