@@ -20,6 +20,12 @@ from tests.support.processes import live_service
 from tests.support.tiny_model import toy_chat_examples, write_jsonl
 
 
+@pytest.fixture
+def backend() -> str:
+    # the command talks HTTP; the database behind the API is not its subject: once, on the production one.
+    return "postgres"
+
+
 def remote_tunery(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNERY_", "OPENAI_"))}
     return subprocess.run(

@@ -23,6 +23,14 @@ from tests.support.services import free_port
 from tests.support.tiny_model import SYSTEM_PROMPT, toy_chat_examples, write_jsonl
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def backend() -> str:
+    # inference reads no table of its own; the database is not the subject here: once, on the production one.
+    return "postgres"
+
+
 INFERENCE_HEALTH: dict[str, str] = {}  # the running backend's /health, set by the fixture
 
 

@@ -17,6 +17,14 @@ from tests.support.processes import live_service
 from tests.support.tiny_model import toy_chat_examples, write_jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def backend() -> str:
+    # the gauges are read at scrape time from either database alike: once, on the production one.
+    return "postgres"
+
+
 ADMIN_KEY = "tun-admin-metrics-test-0123456789"
 
 

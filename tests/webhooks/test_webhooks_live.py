@@ -19,6 +19,12 @@ from tests.support.webhook_receiver import webhook_receiver
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+@pytest.fixture
+def backend() -> str:
+    # deliveries are tested on both databases in-process (test_webhook_delivery.py); live, once.
+    return "postgres"
+
+
 def test_a_finished_job_is_told_to_a_receiver_that_fails_twice(
     settings: Settings, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
