@@ -199,8 +199,8 @@ def test_the_fine_tuned_model_answers_what_it_learned(service: LiveService, tmp_
 
 
 def assert_a_client_that_leaves_stops_its_generation(service: LiveService) -> None:
-    """A client that closes its stream, or gives up on a whole answer, stops the backend's generation
-    through the API: the backend counts the generation as cancelled, not finished."""
+    """A client that closes its stream stops the backend's generation through the API: the backend
+    counts the generation as cancelled, not finished."""
 
     def cancelled() -> int:
         return int(httpx.get(INFERENCE_HEALTH["url"], timeout=5).json()["cancelled_generations"])
@@ -229,10 +229,3 @@ def assert_a_client_that_leaves_stops_its_generation(service: LiveService) -> No
         assert streamed.status_code == 200
         next(streamed.iter_lines())  # the first chunk: it is generating; then the client leaves
     wait_for_cancelled(before + 1)
-    with (
-        httpx.Client(base_url=service.base_url, headers=headers, timeout=0.3) as http,
-        pytest.raises(httpx.ReadTimeout),
-    ):
-        # Four answers one after another: still generating when the poll for the disconnect comes.
-        http.post("/chat/completions", json={**body, "n": 4})
-    wait_for_cancelled(before + 2)
