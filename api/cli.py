@@ -273,24 +273,11 @@ def cmd_serve(_args: argparse.Namespace) -> None:
 
     settings = Settings()
     key = _bootstrap_key(settings)
+    worker = [sys.executable, "-m", "api.cli", "worker", "--loglevel=WARNING"]
     children = [
-        subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--loglevel=WARNING"]),
+        subprocess.Popen(worker),
         # Webhook deliveries must not wait behind an hours-long training job in the worker above.
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "api.cli",
-                "worker",
-                "--loglevel=WARNING",
-                "--queues",
-                WEBHOOK_QUEUE,
-                "--pool",
-                "webhooks",
-                "--gpus",
-                "0",
-            ]
-        ),
+        subprocess.Popen([*worker, "--queues", WEBHOOK_QUEUE, "--pool", "webhooks", "--gpus", "0"]),
     ]
     if not settings.inference_url:  # an inference backend of one's own (vLLM, say) is started elsewhere
         children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "inference"]))
