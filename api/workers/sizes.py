@@ -29,7 +29,7 @@ def parse_bytes(text: str) -> int:
 
 
 def format_bytes(size: int) -> str:
-    """The binary unit that keeps the number short: 85899345920 -> '80 GiB'."""
+    """The binary unit that keeps the number short: 85899345920 -> '80.0 GiB'."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024:
