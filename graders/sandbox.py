@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,4 +176,9 @@ def grader_user() -> pwd.struct_passwd:
             check=False,
             capture_output=True,
         )
-        return pwd.getpwnam(GRADER_USER)
+    # Another process may be making it at the same moment (useradd then fails on its lock).
+    for _ in range(50):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(GRADER_USER)
+        time.sleep(0.1)
+    return pwd.getpwnam(GRADER_USER)

@@ -8,7 +8,6 @@ and on PostgreSQL + Redis, each test with its own database, data directory and R
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from api.config import Settings
 from api.db import session_scope
 from api.migrations import upgrade
 from api.models.store import ModelStore
-from tests.support import services
+from tests.support import redis_databases, services
 from tests.support.tiny_model import build_tiny_chat_model, toy_chat_examples, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,10 +71,11 @@ def postgres_url(postgres_admin_url: str, postgres_template: str) -> Iterator[st
 
 @pytest.fixture
 def redis_url(redis_server_url: str) -> Iterator[str]:
-    """A Redis database of its own (1-15), emptied before and after the test."""
+    """A Redis database of its own, emptied before and after the test. Under pytest-xdist each worker
+    process draws from its own share of databases 1-15, so two tests at once never share one."""
     import redis
 
-    url = urlsplit(redis_server_url)._replace(path=f"/{random.randint(1, 15)}").geturl()
+    url = urlsplit(redis_server_url)._replace(path=f"/{redis_databases.for_test()}").geturl()
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

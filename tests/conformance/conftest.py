@@ -3,7 +3,6 @@ and the two kinds of official `openai` client every test runs with."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from api.config import Settings
 from api.db import make_engine, make_sessionmaker, session_scope
 from api.models.store import ModelStore
 from tests.conftest import TINY_MODEL
+from tests.support import redis_databases
 from tests.support.processes import LiveService, live_service
 from tests.support.services import fresh_database
 
@@ -32,7 +32,7 @@ def live(
     tiny_model_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveService]:
-    redis_url = urlsplit(redis_server_url)._replace(path=f"/{random.randint(1, 15)}").geturl()
+    redis_url = urlsplit(redis_server_url)._replace(path=f"/{redis_databases.for_package()}").geturl()
     data_dir = tmp_path_factory.mktemp("conformance")
     extra = {
         "TUNERY_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
