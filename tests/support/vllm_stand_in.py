@@ -10,18 +10,18 @@ TUNERY_INFERENCE_URL here too), answers "<model> says hi" so a test sees which m
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from tests.support.services import free_port
+from tests.support.threaded_server import serve_in_thread
 
 SERVED_MODEL = "served-base"
 
@@ -32,6 +32,9 @@ class VllmStandIn:
         self.calls: list[tuple[str, dict[str, Any]]] = []  # (route, body) of load, unload and completions
         self.refusal: str | None = None
         """Set: loads are refused with this message (vLLM's 400, e.g. a rank over --max-lora-rank)."""
+        self.hold = False
+        """Set: completions never answer; each waits until its client goes, then is recorded as
+        ("abandoned", body). A test sees for certain whether the API let go of the request."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -98,6 +101,11 @@ class VllmStandIn:
     async def _complete(self, request: Request, kind: str) -> Response:
         body = await request.json()
         self.calls.append((kind, body))
+        if self.hold:
+            while not await request.is_disconnected():
+                await asyncio.sleep(0.01)
+            self.calls.append(("abandoned", body))
+            return Response(status_code=499)
         model = body["model"]
         if model != SERVED_MODEL and model not in self.adapters:
             return _error(f"The model `{model}` does not exist.", "NotFoundError", 404)
@@ -144,16 +152,5 @@ def _error(message: str, type: str, code: int) -> JSONResponse:
 @contextmanager
 def vllm_stand_in() -> Iterator[VllmStandIn]:
     stand_in = VllmStandIn()
-    config = uvicorn.Config(stand_in.app(), host="127.0.0.1", port=stand_in.port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the vLLM stand-in did not start"
-        time.sleep(0.02)
-    try:
+    with serve_in_thread(stand_in.app(), port=stand_in.port):
         yield stand_in
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
