@@ -235,7 +235,7 @@ def cmd_api(_args: argparse.Namespace) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from api.queue import worker_queues
-    from api.workers.sizes import parse_bytes
+    from catalog.sizes import parse_bytes
     from worker.celery_app import make_app
     from worker.registry import detect_capacity
 

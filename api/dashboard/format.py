@@ -6,6 +6,8 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
+from catalog.sizes import format_bytes
+
 NOTHING = "\u2013"  # an en dash: no value
 
 
@@ -24,12 +26,7 @@ def when(unix: int | None) -> str:
 
 
 def size(count: int | None) -> str:
-    value = float(count or 0)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+    return format_bytes(count or 0)
 
 
 FILTERS: dict[str, Callable[..., Any]] = {"duration": duration, "when": when, "size": size}

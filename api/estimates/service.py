@@ -21,7 +21,6 @@ from api.estimates.tokens import TokenCount, count_tokens
 from api.fine_tuning.hyperparameters import auto_batch_size, auto_epochs
 from api.models.store import BaseModelEntry
 from api.workers.pools import Pool, gpu_pools
-from api.workers.sizes import format_bytes
 from catalog.estimate import (
     GPU_PRECISIONS,
     Memory,
@@ -33,6 +32,7 @@ from catalog.estimate import (
 )
 from catalog.methods import METHODS
 from catalog.recipes import Recipe
+from catalog.sizes import format_bytes
 
 # The precision "auto" picks on a GPU that has bf16 (every card a pool is likely to hold).
 GPU_AUTO_PRECISION = "bf16"

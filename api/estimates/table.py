@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.estimates.service import Estimate
-from api.workers.sizes import format_bytes
+from catalog.sizes import format_bytes
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -15,7 +15,7 @@ from api import clock
 from api.config import Settings
 from api.db import make_engine, make_sessionmaker, session_scope
 from api.workers.service import ACTIVE, list_workers
-from api.workers.sizes import format_bytes
+from catalog.sizes import format_bytes
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

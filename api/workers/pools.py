@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from api.workers.service import ACTIVE, list_workers
-from api.workers.sizes import format_bytes
+from catalog.sizes import format_bytes
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from api import clock
 from api.config import Settings
 from api.db import make_engine, make_sessionmaker, session_scope
 from api.workers.service import ACTIVE, LOST, STOPPED, list_workers
-from api.workers.sizes import format_bytes, parse_bytes
+from catalog.sizes import format_bytes, parse_bytes
 from tests.support.processes import Cluster
 from worker.registry import Capacity, heartbeat, register, sign_off
 from worker.runtime import Runtime

@@ -21,6 +21,7 @@ from typing import Literal
 
 from catalog.estimate import ModelShape, Tensor, estimate_memory
 from catalog.recipes import Recipe
+from catalog.sizes import format_bytes
 
 # Weights, gradients, optimizer state and activations of a fine-tuning step fit in about this many
 # times the size of the weights for adapter recipes with moderate sequence lengths; below that much
@@ -59,11 +60,13 @@ def resolve_gradient_checkpointing(
     if free_bytes < needed_bytes:
         return CheckpointingChoice(
             True,
-            f"on: the GPU has {_gib(free_bytes)} free, short of the {_gib(needed_bytes)} "
+            f"on: the GPU has {format_bytes(free_bytes)} free, short of the {format_bytes(needed_bytes)} "
             "the run needs without it",
         )
     return CheckpointingChoice(
-        False, f"off: the GPU has {_gib(free_bytes)} free, enough for the {_gib(needed_bytes)} the run needs"
+        False,
+        f"off: the GPU has {format_bytes(free_bytes)} free, enough for the {format_bytes(needed_bytes)} "
+        "the run needs",
     )
 
 
@@ -106,7 +109,3 @@ def gpu_free_bytes() -> int | None:
         return None
     free, _total = torch.cuda.mem_get_info()
     return int(free)
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB"

@@ -1,4 +1,5 @@
-"""Byte sizes as people write them (`80GiB`, `24GB`, `512MiB`), for flags and settings."""
+"""Byte sizes as people write them (`80GiB`, `24GB`, `512MiB`) and as we print them, for flags,
+settings, tables, the dashboard and the trainer's events: torch-free, so every side reads one definition."""
 
 from __future__ import annotations
 
