@@ -23,6 +23,7 @@ from api.files.endpoints import router as files_router
 from api.files.storage import FileStorage
 from api.fine_tuning.endpoints import router as jobs_router
 from api.graders.endpoints import router as graders_router
+from api.health import router as health_router
 from api.inference.endpoints import router as inference_router
 from api.inference.routing import Backends
 from api.metrics.endpoints import router as metrics_router
@@ -66,10 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     install_dashboard(app)
     app.include_router(graders_router)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    app.include_router(health_router)
 
     _install_error_handlers(app)
     openapi.install(app)

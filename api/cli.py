@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     estimating.set_defaults(run=cmd_estimate)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
+    wait = "apply none: wait until another process (a Job) has migrated the database; exit 1 past SECONDS"
+    migrate.add_argument("--wait", type=float, metavar="SECONDS", help=wait)
     migrate.set_defaults(run=cmd_migrate)
 
     keys = commands.add_parser("keys", help="API keys").add_subparsers(title="keys commands")
@@ -143,12 +145,17 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(_args: argparse.Namespace) -> None:
-    from api.migrations import upgrade
+def cmd_migrate(args: argparse.Namespace) -> int | None:
+    from api.migrations import upgrade, wait_for_head
 
     settings = Settings()
+    if args.wait is not None:
+        reason = wait_for_head(settings, args.wait)
+        print(f"tunery: {reason}" if reason else "database at this release's head", file=sys.stderr)
+        return 1 if reason else 0
     upgrade(settings)
     print(f"database at revision head ({_redact(settings.sqlalchemy_url)})")
+    return None
 
 
 def cmd_keys_create(args: argparse.Namespace) -> None:
