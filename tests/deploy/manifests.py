@@ -1,6 +1,6 @@
 """The Kubernetes manifests of deploy/kubernetes/, rendered as `kubectl apply -k` would apply them.
 
-Rendering is `kubectl kustomize` (kustomize v4 or newer: kubectl 1.21+); nothing reaches a cluster.
+Rendering is `kubectl kustomize` (kustomize v5: kubectl 1.27 or newer); nothing reaches a cluster.
 """
 
 from __future__ import annotations
