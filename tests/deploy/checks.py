@@ -316,6 +316,20 @@ def config_problems(objects: list[Manifest]) -> list[str]:
     host_port = url.removeprefix("http://").rstrip("/").split(":")
     if len(host_port) != 2 or (host_port[0], int(host_port[1])) not in services:
         problems.append(f"TUNERY_INFERENCE_URL={url} names no Service port")
+    deployments = {obj["metadata"]["name"]: obj for obj in objects_of(objects, "Deployment")}
+    for hpa in objects_of(objects, "HorizontalPodAutoscaler"):
+        target = deployments.get(hpa["spec"]["scaleTargetRef"]["name"])
+        if target is None:
+            problems.append(f"HPA {hpa['metadata']['name']} scales no Deployment of these objects")
+            continue
+        # Utilization is measured against the request: a container without one is never scaled.
+        for container in target["spec"]["template"]["spec"]["containers"]:
+            if "cpu" not in container.get("resources", {}).get("requests", {}):
+                problems.append(f"HPA {hpa['metadata']['name']}: {container['name']} requests no CPU")
+    for budget in objects_of(objects, "PodDisruptionBudget"):
+        wanted = budget["spec"]["selector"]["matchLabels"].items()
+        if not any(all(w.labels.get(k) == v for k, v in wanted) for w in workloads(objects)):
+            problems.append(f"PodDisruptionBudget {budget['metadata']['name']} selects no pods")
     for (name, _), service in services.items():
         selected = [
             w

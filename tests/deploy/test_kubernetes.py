@@ -194,6 +194,23 @@ FAULTS: dict[str, Fault] = {
         lambda o: _api(o)["env"].append({"name": "TUNERY_API_WORKER", "value": "2"}),
         "TUNERY_API_WORKER",
     ),
+    "hpa on a missing deployment": (
+        "config",
+        lambda o: named(o, "HorizontalPodAutoscaler", "tunery-api")["spec"]["scaleTargetRef"].update(
+            name="api"
+        ),
+        "scales no Deployment",
+    ),
+    "hpa without cpu request": (
+        "config",
+        lambda o: _api(o)["resources"]["requests"].pop("cpu"),
+        "requests no CPU",
+    ),
+    "service on a missing port": (
+        "config",
+        lambda o: named(o, "Service", "tunery-inference")["spec"]["ports"][0].update(targetPort="grpc"),
+        "targetPort",
+    ),
     "keys leak to workers": (
         "config",
         lambda o: _worker(o)["envFrom"].append({"secretRef": {"name": "tunery-api-keys"}}),
