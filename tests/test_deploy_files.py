@@ -234,7 +234,7 @@ class TestComposeStartOrder:
 
     def test_api_starts_after_the_bucket_is_made(self) -> None:
         assert _depends_on(_services()["create-bucket"]) == {"minio": "service_healthy"}
-        for service in ("api", "worker", "inference"):
+        for service in ("api", "worker", "inference", "import-demo-model"):
             assert _depends_on(_services()[service])["create-bucket"] == "service_completed_successfully"
 
     @pytest.mark.parametrize("service", ["postgres", "redis", "minio", "inference"])

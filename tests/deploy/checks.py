@@ -289,6 +289,17 @@ def config_problems(objects: list[Manifest]) -> list[str]:
                     problems.append(f"{where}: {variable['name']} is no setting")
             if _reads_secret(container, "tunery-api-keys") and not runs(container, "api"):
                 problems.append(f"{where}: reads the API keys and is not the API")
+            # What keeps files in the bucket: the API, the GPU workers, the inference server, imports.
+            args = tunery_args(list(container.get("command", [])))
+            keeps_files = args is not None and (
+                args.run.__name__ in ("cmd_api", "cmd_inference", "cmd_models_import")
+                or (args.run.__name__ == "cmd_worker" and args.queues != WEBHOOK_QUEUE)
+            )
+            storage_client = workload.labels.get("tunery.dev/storage-client") == "true"
+            if keeps_files and not (_reads_secret(container, "tunery-storage") and storage_client):
+                problems.append(
+                    f"{where}: keeps files in the bucket without its credentials and egress label"
+                )
             reads_database = _reads_secret(container, "tunery-database")
             labelled = workload.labels.get("tunery.dev/database-client") == "true"
             if reads_database and not labelled:

@@ -211,6 +211,11 @@ FAULTS: dict[str, Fault] = {
         lambda o: named(o, "Service", "tunery-inference")["spec"]["ports"][0].update(targetPort="grpc"),
         "targetPort",
     ),
+    "inference without the bucket": (
+        "config",
+        lambda o: _template_labels(o, "inference").pop("tunery.dev/storage-client"),
+        "bucket",
+    ),
     "keys leak to workers": (
         "config",
         lambda o: _worker(o)["envFrom"].append({"secretRef": {"name": "tunery-api-keys"}}),
