@@ -75,10 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     estimating.add_argument("--training-file", type=Path, default=None, help="a JSONL file, for tokens")
     estimating.set_defaults(run=cmd_estimate)
 
-    migrate = commands.add_parser("migrate", help="apply database migrations")
-    wait = "apply none: wait until another process (a Job) has migrated the database; exit 1 past SECONDS"
-    migrate.add_argument("--wait", type=float, metavar="SECONDS", help=wait)
-    migrate.set_defaults(run=cmd_migrate)
+    from api.migrate_command import add_command as add_migrate_command
+
+    add_migrate_command(commands)
 
     keys = commands.add_parser("keys", help="API keys").add_subparsers(title="keys commands")
     create = keys.add_parser("create", help="make a key and print it (shown only once)")
@@ -143,19 +142,6 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         return 1
     print(render(found))
     return 0
-
-
-def cmd_migrate(args: argparse.Namespace) -> int | None:
-    from api.migrations import upgrade, wait_for_head
-
-    settings = Settings()
-    if args.wait is not None:
-        reason = wait_for_head(settings, args.wait)
-        print(f"tunery: {reason}" if reason else "database at this release's head", file=sys.stderr)
-        return 1 if reason else 0
-    upgrade(settings)
-    print(f"database at revision head ({_redact(settings.sqlalchemy_url)})")
-    return None
 
 
 def cmd_keys_create(args: argparse.Namespace) -> None:
@@ -387,12 +373,6 @@ def _session():  # type: ignore[no-untyped-def]
     from api.db import make_engine, make_sessionmaker, session_scope
 
     return session_scope(make_sessionmaker(make_engine(Settings())))
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":
