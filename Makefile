@@ -34,8 +34,10 @@ typecheck: $(STAMP)
 # TEST_JOBS pytest processes side by side (pytest-xdist), a test file each at a time: most of the
 # suite waits on child processes (API, worker, trainer), so two on two cores nearly halve its time.
 TEST_JOBS ?= 2
+# Tests marked `alone` time sub-second stalls: they run afterwards, one at a time.
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile --durations=25
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile -m "not alone" --durations=25
+	$(BIN)/pytest -m alone --durations=5
 
 # The inner loop, well under two minutes: unit and API tests on the embedded backend (SQLite and
 # the filesystem broker), without the fuzzer and the tests that start live processes.

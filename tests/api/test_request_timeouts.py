@@ -25,7 +25,7 @@ from api.models.store import ModelStore
 from tests.conftest import TINY_MODEL
 from tests.support.tiny_model import jsonl, toy_chat_examples
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 TIMEOUT = 1.0
 

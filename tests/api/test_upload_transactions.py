@@ -22,7 +22,7 @@ from tests.conftest import TINY_MODEL
 from tests.support.processes import Cluster
 from tests.support.tiny_model import jsonl, toy_chat_examples
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.alone]
 
 SEND_SECONDS = 10.0
 # Big enough that staging and checking it take a while: the time a transaction would be held.

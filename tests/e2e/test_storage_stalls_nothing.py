@@ -33,7 +33,7 @@ from api.tables import FineTuningJob
 from tests.support.processes import Cluster, trainer_pids
 from tests.support.tiny_model import build_tiny_chat_model, jsonl, toy_chat_examples
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 MODEL = "heavy-llama"
 FAST = {
     "TUNERY_LEASE_SECONDS": "4",
