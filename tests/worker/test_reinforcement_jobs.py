@@ -37,6 +37,15 @@ def prompt(answer: str | None = "red") -> dict:
     return line
 
 
+def judge(model: str) -> dict:
+    return {
+        "type": "score_model",
+        "name": "j",
+        "model": model,
+        "input": [{"role": "user", "content": "Score {{sample.output_text}} against {{item.answer}}"}],
+    }
+
+
 def method(grader: dict = GRADER, **hyperparameters: object) -> dict:
     return {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hyperparameters}}
 
@@ -73,6 +82,21 @@ def test_job_trains_with_its_grader_and_hyperparameters(
     )
 
 
+def test_a_model_grader_job_hands_the_trainer_its_judges_endpoint(
+    client: TestClient, runtime: Runtime, prompts_file: str
+) -> None:
+    created = create(client, prompts_file, method=method(judge(TINY_MODEL)))
+    assert created.status_code == 200, created.text
+    validate_job(runtime, created.json()["id"])
+    spec = stage(runtime, created.json()["id"])
+    assert spec.judges == {
+        TINY_MODEL: {
+            "url": f"{runtime.settings.inference_base_url}/v1/chat/completions",
+            "body": {"model": TINY_MODEL, "target": {"base_model": TINY_MODEL, "artifact_dir": None}},
+        }
+    }
+
+
 def test_a_line_without_a_field_the_grader_reads_fails_the_job_naming_both(
     client: TestClient, runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -107,17 +131,11 @@ def test_a_chat_file_with_answers_fails_a_reinforcement_job(
             "method.reinforcement.grader",
             "'b'",
         ),
+        (method(judge("no-such-model")), "method.reinforcement.grader.model", "no-such-model"),
         (
-            method(
-                {
-                    "type": "score_model",
-                    "name": "j",
-                    "model": TINY_MODEL,
-                    "input": [{"role": "user", "content": "{{sample.output_text}}"}],
-                }
-            ),
-            "method.reinforcement.grader",
-            "not yet supported in training",
+            method({"type": "multi", "name": "m", "graders": {"j": judge("nope")}, "calculate_output": "j"}),
+            "method.reinforcement.grader.graders.j.model",
+            "nope",
         ),
         (
             method(reasoning_effort="high"),

@@ -10,12 +10,14 @@ The accuracy columns of the result file hold the mean reward; metrics events car
 train_reward_mean and train_reward_std, and valid_reward_mean every eval_interval steps, over the
 first eval_samples prompts of the validation file. A grader that fails on an answer (a python
 grader's exception or limit) gives it 0 and the first such error of each step becomes a warning
-event: the job goes on.
+event: the job goes on. score_model and label_model graders ask their judge through Tunery's
+inference backend, at the endpoints the worker resolved into the spec.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,18 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from catalog.formats import ReinforcementExample
-from graders import Context, grade, parse_grader
+from graders import Context, GradeResult, grade, parse_grader
 from graders.embedding import embed_here
+from graders.remote_judge import EndpointJudge
 from graders.sandbox import Limits, Sandbox
+from graders.types import model_graders
 from worker.training.data import DatasetError, read_examples, template_message
 from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
 from worker.training.spec import TrainingSpec
+
+JUDGE_CONCURRENCY = 8
+"""Answers graded at once by model graders: the embedded backend lets 16 wait (INFERENCE_MAX_QUEUE)."""
 
 
 def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
@@ -96,7 +103,11 @@ def make_trainer(
 
 
 class RewardFunction:
-    """GRPO's reward function: the job's grader on each sampled answer."""
+    """GRPO's reward function: the job's grader on each sampled answer of the step.
+
+    Model graders ask their judge over HTTP (the spec's `judges`, resolved by the worker): the step's
+    answers are graded JUDGE_CONCURRENCY at a time, so the inference backend batches them.
+    """
 
     def __init__(self, spec: TrainingSpec, progress: ProgressWriter) -> None:
         assert spec.grader is not None  # the spec refuses a reinforcement run without one
@@ -104,19 +115,31 @@ class RewardFunction:
         self.__name__ = f"grader:{self.grader.name}"  # TRL names the reward's metrics after it
         sandbox = dict(spec.grader_sandbox or {})
         hidden = [Path(path) for path in sandbox.pop("hidden", [])]
-        self.context = Context(embed=embed_here, sandbox=Sandbox(Limits(**sandbox), hidden=hidden))
+        self.context = Context(
+            judge=EndpointJudge.from_spec(spec.judges or {}),
+            embed=embed_here,
+            sandbox=Sandbox(Limits(**sandbox), hidden=hidden),
+        )
+        self.concurrency = JUDGE_CONCURRENCY if model_graders(self.grader) else 1
         self.progress = progress
 
     def __call__(self, prompts: list, completions: list, item: list[str], **_: Any) -> list[float]:
-        rewards, first_error = [], None
-        for completion, line in zip(completions, item, strict=True):
-            result = grade(self.grader, _answer_text(completion), json.loads(line), self.context)
-            rewards.append(result.reward)
-            if result.errors.any() and first_error is None:
-                first_error = result.errors.details[0]
-        if first_error is not None:
-            self.progress.message(f"grader error (that answer scored 0): {first_error}", "warn")
-        return rewards
+        def one(pair: tuple[Any, str]) -> GradeResult:
+            return grade(self.grader, _answer_text(pair[0]), json.loads(pair[1]), self.context)
+
+        pairs = list(zip(completions, item, strict=True))
+        if self.concurrency > 1:
+            with ThreadPoolExecutor(self.concurrency) as pool:
+                results = list(pool.map(one, pairs))
+        else:
+            results = [one(pair) for pair in pairs]
+        errors = [result.errors.details[0] for result in results if result.errors.any()]
+        if errors:
+            self.progress.message(
+                f"grader error on {len(errors)} of {len(results)} answers (each scored 0): {errors[0]}",
+                "warn",
+            )
+        return [result.reward for result in results]
 
 
 def read_prompts(path: str, purpose: str) -> list[dict[str, Any]]:
