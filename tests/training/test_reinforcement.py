@@ -164,6 +164,8 @@ def test_every_recipe_trains_with_reinforcement(
     after = dict(_trained(run.outcome, base).named_parameters())
     changed = [name for name, weight in before.items() if not torch.equal(weight, after[name].detach())]
     assert changed, f"no trainable weight of {recipe_type} moved"
+    said = [event["message"] for event in run.of("message")]
+    assert any(message.startswith("rollouts sampled on the trainer's own model") for message in said), said
 
 
 def _trained(outcome: TrainingOutcome, base: Path) -> torch.nn.Module:

@@ -33,6 +33,7 @@ from graders.types import model_graders
 from worker.training.data import DatasetError, read_examples, template_message
 from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
+from worker.training.rollouts import detect as detect_rollouts
 from worker.training.spec import TrainingSpec
 
 JUDGE_CONCURRENCY = 8
@@ -74,6 +75,8 @@ def make_trainer(
     progress: ProgressWriter,
 ) -> GRPOTrainer:
     group = spec.num_generations
+    rollouts = detect_rollouts(spec.recipe.type)
+    progress.message(rollouts.reason)
     args = {
         **args,
         # batch_size counts prompts; each brings its group of sampled answers.
@@ -90,6 +93,7 @@ def make_trainer(
         temperature=1.0,
         top_k=0,
         shuffle_dataset=True,
+        **rollouts.config(),
     )
     return GRPOTrainer(
         model=model,
