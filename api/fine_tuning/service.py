@@ -86,6 +86,7 @@ def create_job(
 ) -> FineTuningJob:
     method_type, hyperparameters = method_and_hyperparameters(request)
     method = {"type": method_type, **_grader_of(session, settings, store, caller, request)}
+    _check_validation_settings(request, method_type, hyperparameters)
     recipe = request.recipe or RecipeIn()
     start = None
     if start_from.is_fine_tuned_name(request.model):
@@ -239,6 +240,21 @@ def _grader_of(
     grader = graders.read_grader(section.grader, param=param)
     judge.check_judges(session, settings, store, caller, grader, param)
     return {"grader": grader_json(grader)}
+
+
+def _check_validation_settings(request: JobCreate, method_type: str, hyperparameters: dict) -> None:
+    """eval_interval and eval_samples set the validation on the validation file: without one they mean
+    nothing, and are refused rather than ignored."""
+    if request.validation_file:
+        return
+    for name in ("eval_interval", "eval_samples"):
+        if hyperparameters.get(name, "auto") != "auto":
+            param = f"method.{method_type}.hyperparameters.{name}"
+            raise InvalidRequest(
+                f"{param} sets the validation on the validation file, and this job has none: give "
+                "validation_file, or leave it out.",
+                param=param,
+            )
 
 
 def _check_recipe_fits(recipe: RecipeIn, base: BaseModelEntry) -> None:

@@ -64,7 +64,12 @@ def create(client: TestClient, training_file: str, **fields: object):  # type: i
 def test_job_trains_with_its_grader_and_hyperparameters(
     client: TestClient, runtime: Runtime, prompts_file: str
 ) -> None:
-    created = create(client, prompts_file, method=method(compute_multiplier=2, eval_interval=3, n_epochs=1))
+    created = create(
+        client,
+        prompts_file,
+        validation_file=prompts_file,
+        method=method(compute_multiplier=2, eval_interval=3, eval_samples=5, n_epochs=1),
+    )
     assert created.status_code == 200, created.text
     job = created.json()
     assert job["method"]["reinforcement"]["grader"] == GRADER
@@ -76,7 +81,7 @@ def test_job_trains_with_its_grader_and_hyperparameters(
     spec = stage(runtime, job["id"])
     assert spec.method == "reinforcement" and spec.grader == GRADER
     assert spec.num_generations == 8  # 4 answers per prompt, times compute_multiplier
-    assert spec.eval_interval == 3
+    assert spec.eval_interval == 3 and spec.eval_samples == 5 and spec.validation_file is not None
     assert (
         spec.grader_sandbox is not None and str(runtime.settings.data_path) in spec.grader_sandbox["hidden"]
     )
@@ -142,6 +147,8 @@ def test_a_chat_file_with_answers_fails_a_reinforcement_job(
             "method.reinforcement.hyperparameters.reasoning_effort",
             "means nothing for an open model",
         ),
+        (method(eval_interval=2), "method.reinforcement.hyperparameters.eval_interval", "validation_file"),
+        (method(eval_samples=4), "method.reinforcement.hyperparameters.eval_samples", "has none"),
         (method(compute_multiplier=100), "method.reinforcement.hyperparameters.compute_multiplier", "8"),
     ],
 )
