@@ -175,3 +175,36 @@ def _trained(outcome: TrainingOutcome, base: Path) -> torch.nn.Module:
     if outcome.artifact_format == "model":
         return AutoModelForCausalLM.from_pretrained(outcome.artifact_dir)
     return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), outcome.artifact_dir)
+
+
+def test_max_seq_length_caps_prompt_and_answer_together(tmp_path: Path, model_dir: Path) -> None:
+    import io
+
+    from transformers import AutoTokenizer
+
+    from worker.training.data import DatasetError
+    from worker.training.methods.reinforcement import prepare
+    from worker.training.progress import ProgressWriter
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompt = prompts(1)[0]["messages"]
+    longest = len(
+        tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)["input_ids"]
+    )
+    recipe = Recipe(type="lora", max_seq_length=longest + 5)
+    stream = io.StringIO()
+    data = prepare(reinforcement_spec(tmp_path, model_dir, recipe=recipe), tokenizer, ProgressWriter(stream))
+    assert data.max_completion_tokens == 5
+    assert f"answers grow to at most 5 tokens: max_seq_length {longest + 5}" in stream.getvalue()
+    roomy = Recipe(type="lora", max_seq_length=longest + 100)
+    assert (
+        prepare(
+            reinforcement_spec(tmp_path, model_dir, recipe=roomy), tokenizer, ProgressWriter(stream)
+        ).max_completion_tokens
+        == 8
+    )
+
+    with pytest.raises(DatasetError, match="leaves no room for an answer") as refused:
+        tight = Recipe(type="lora", max_seq_length=longest)
+        prepare(reinforcement_spec(tmp_path, model_dir, recipe=tight), tokenizer, ProgressWriter(stream))
+    assert refused.value.line == 1

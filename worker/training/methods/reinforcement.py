@@ -47,9 +47,15 @@ def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> Pre
     validation = read_prompts(spec.validation_file, "validation") if spec.validation_file else None
     if validation:
         validation = validation[: spec.eval_samples]
-    prompt_tokens = sum(_n_tokens(tokenizer, row["prompt"]) for row in training)
-    # Each prompt is read once per sampled answer, and each answer may grow to max_completion_tokens.
-    tokens = (prompt_tokens + len(training) * spec.max_completion_tokens) * spec.num_generations
+    lengths = [_n_tokens(tokenizer, row["prompt"]) for row in training]
+    answer_tokens = _answer_length(spec, lengths)
+    if answer_tokens < spec.max_completion_tokens:
+        progress.message(
+            f"answers grow to at most {answer_tokens} tokens: max_seq_length {spec.recipe.max_seq_length} "
+            f"less the longest prompt's {max(lengths)}"
+        )
+    # Each prompt is read once per sampled answer, and each answer may grow to answer_tokens.
+    tokens = (sum(lengths) + len(training) * answer_tokens) * spec.num_generations
     progress.message(
         f"{len(training)} training prompts, {spec.num_generations} answers sampled per prompt"
         + (f"; {len(validation)} validation prompts every {spec.eval_interval} step(s)" if validation else "")
@@ -62,6 +68,7 @@ def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> Pre
         task="CAUSAL_LM",
         accuracy_key="reward",
         reward=RewardFunction(spec, progress),
+        max_completion_tokens=answer_tokens,
     )
 
 
@@ -88,7 +95,7 @@ def make_trainer(
     config = GRPOConfig(
         **args,
         num_generations=group,
-        max_completion_length=spec.max_completion_tokens,
+        max_completion_length=data.max_completion_tokens or spec.max_completion_tokens,
         # The answers must differ for GRPO to learn anything: plain sampling from the model.
         temperature=1.0,
         top_k=0,
@@ -162,6 +169,21 @@ def _prompt(example: Any) -> dict[str, Any]:
         "prompt": [template_message(message) for message in example.messages],
         "item": json.dumps(example.item),
     }
+
+
+def _answer_length(spec: TrainingSpec, prompt_lengths: list[int]) -> int:
+    """max_seq_length caps prompt and answer together, as it caps every example: the answers grow to
+    what the longest prompt leaves of it, and to max_completion_tokens at most."""
+    longest = max(prompt_lengths)
+    left = spec.recipe.max_seq_length - longest
+    if left < 1:
+        line = prompt_lengths.index(longest) + 1
+        raise DatasetError(
+            f"the prompt is {longest} tokens, and max_seq_length {spec.recipe.max_seq_length} leaves no room "
+            "for an answer: raise recipe.max_seq_length or shorten the prompt",
+            line=line,
+        )
+    return min(spec.max_completion_tokens, left)
 
 
 def _answer_text(completion: Any) -> str:
