@@ -270,6 +270,8 @@ class TestValidation:
 
     def test_item_fields_lists_what_the_lines_need(self) -> None:
         assert item_fields(parse_grader(MULTI)) == {"name", "email"}
+        nested = {**STRING_CHECK, "reference": "{{item.fruit.colours.0}}"}
+        assert item_fields(parse_grader(nested)) == {"fruit.colours.0"}
 
 
 class TestTemplates:
