@@ -30,6 +30,7 @@ from graders.embedding import embed_here
 from graders.remote_judge import EndpointJudge
 from graders.sandbox import Limits, Sandbox
 from graders.types import model_graders
+from worker.training import distributed
 from worker.training.data import DatasetError, read_examples, template_message
 from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
@@ -86,8 +87,9 @@ def make_trainer(
     progress.message(rollouts.reason)
     args = {
         **args,
-        # batch_size counts prompts; each brings its group of sampled answers.
-        "per_device_train_batch_size": spec.batch_size * group,
+        # batch_size counts the step's prompts (shared among the processes of a distributed run, as
+        # every method's batch is); each prompt brings its group of sampled answers.
+        "per_device_train_batch_size": -(-spec.batch_size // distributed.world_size()) * group,
         "per_device_eval_batch_size": group,
         "eval_strategy": "steps" if data.eval_dataset is not None else "no",
         "eval_steps": spec.eval_interval,
