@@ -81,8 +81,8 @@ def template_paths(grader: Grader) -> Iterator[list[str]]:
 
 
 def item_fields(grader: Grader) -> set[str]:
-    """The top-level fields of a dataset line that the grader's templates read."""
-    return {path[1] for path in template_paths(grader) if path[0] == "item" and len(path) > 1}
+    """The fields of a dataset line that the grader's templates read, dotted where nested ("a.b")."""
+    return {".".join(path[1:]) for path in template_paths(grader) if path[0] == "item" and len(path) > 1}
 
 
 def _templates(grader: Grader) -> Iterator[str]:

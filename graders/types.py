@@ -203,6 +203,17 @@ def grader_types(grader: Any) -> list[str]:
     return [grader.type]
 
 
+def model_graders(grader: Any) -> list[tuple[str, ScoreModelGrader | LabelModelGrader]]:
+    """The graders that ask a judge, each with its path under the grader ("" or "graders.<name>.")."""
+    if isinstance(grader, MultiGrader):
+        return [
+            (f"graders.{name}.", part)
+            for name, part in grader.graders.items()
+            if isinstance(part, ScoreModelGrader | LabelModelGrader)
+        ]
+    return [("", grader)] if isinstance(grader, ScoreModelGrader | LabelModelGrader) else []
+
+
 def parse_grader(value: Any) -> Any:
     """A grader object from its JSON form; raises pydantic.ValidationError naming the field."""
     return _GRADER.validate_python(value)

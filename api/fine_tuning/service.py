@@ -32,6 +32,7 @@ from api.fine_tuning.status import (
     InvalidTransition,
     transition,
 )
+from api.graders import judge
 from api.graders import service as graders
 from api.ids import new_id
 from api.models.store import BaseModelEntry, ModelStore
@@ -39,7 +40,6 @@ from api.tables import FineTuningJob, FineTuningJobEvent
 from catalog.methods import DEFAULT_METHOD, METHODS
 from catalog.recipes import RECIPE_TYPES, Recipe
 from graders import grader_json
-from graders.types import MODEL_GRADERS, grader_types
 
 
 def create_job_once(
@@ -85,7 +85,8 @@ def create_job(
     idempotency_key: str | None = None,
 ) -> FineTuningJob:
     method_type, hyperparameters = method_and_hyperparameters(request)
-    method = {"type": method_type, **_grader_of(request)}
+    method = {"type": method_type, **_grader_of(session, settings, store, caller, request)}
+    _check_validation_settings(request, method_type, hyperparameters)
     recipe = request.recipe or RecipeIn()
     start = None
     if start_from.is_fine_tuned_name(request.model):
@@ -221,8 +222,11 @@ def checkpoint_model_name(job: FineTuningJob, step: int) -> str:
     return f"{fine_tuned_model_name(job)}:ckpt-step-{step}"
 
 
-def _grader_of(request: JobCreate) -> dict[str, object]:
-    """A grading method's grader, checked as graders.validate checks it: {"grader": {...}} or {}."""
+def _grader_of(
+    session: Session, settings: Settings, store: ModelStore, caller: Caller, request: JobCreate
+) -> dict[str, object]:
+    """A grading method's grader, checked as graders.validate checks it and its judging models as
+    graders.run resolves them: {"grader": {...}} or {}."""
     if request.method is None or not METHODS[request.method.type].grader:
         return {}
     param = f"method.{request.method.type}.grader"
@@ -234,14 +238,23 @@ def _grader_of(request: JobCreate) -> dict[str, object]:
             code="invalid_grader",
         )
     grader = graders.read_grader(section.grader, param=param)
-    if any(kind in MODEL_GRADERS for kind in grader_types(grader)):
-        raise InvalidRequest(
-            f"{param}: score_model and label_model graders are not yet supported in training (try them with "
-            "/v1/fine_tuning/alpha/graders/run); use string_check, text_similarity, python or multi of those",
-            param=param,
-            code="invalid_grader",
-        )
+    judge.check_judges(session, settings, store, caller, grader, param)
     return {"grader": grader_json(grader)}
+
+
+def _check_validation_settings(request: JobCreate, method_type: str, hyperparameters: dict) -> None:
+    """eval_interval and eval_samples set the validation on the validation file: without one they mean
+    nothing, and are refused rather than ignored."""
+    if request.validation_file:
+        return
+    for name in ("eval_interval", "eval_samples"):
+        if hyperparameters.get(name, "auto") != "auto":
+            param = f"method.{method_type}.hyperparameters.{name}"
+            raise InvalidRequest(
+                f"{param} sets the validation on the validation file, and this job has none: give "
+                "validation_file, or leave it out.",
+                param=param,
+            )
 
 
 def _check_recipe_fits(recipe: RecipeIn, base: BaseModelEntry) -> None:

@@ -44,9 +44,21 @@ def read_reinforcement(value: dict[str, Any]) -> tuple[ReinforcementExample | No
 
 
 def missing_item_fields(value: dict[str, Any], fields: set[str]) -> list[str]:
-    """The problems of a line that lacks a field the job's grader reads as item.<field>."""
+    """The problems of a line that lacks a field the job's grader reads as item.<field> (a dotted
+    path for a nested one, item.address.city; a list is indexed by number, item.tags.0)."""
     return [
         f"has no field {name!r}, which the grader reads as {{{{item.{name}}}}}"
         for name in sorted(fields)
-        if name not in value
+        if not _has_path(value, name.split("."))
     ]
+
+
+def _has_path(value: Any, path: list[str]) -> bool:
+    for key in path:
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return False
+    return True

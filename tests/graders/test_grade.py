@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -12,46 +11,11 @@ from graders import Context, grade, item_fields, parse_grader, validate
 from graders.formula import FormulaError, evaluate
 from graders.judges import JudgeAnswer
 from graders.templates import TemplateError, render, sample_of
+from tests.support.openai_graders import GUIDE_MULTI, GUIDE_PYTHON, GUIDE_STRING_CHECK
 
-# OpenAI's graders guide: a string check of the answer against the line's reference answer.
-STRING_CHECK = {
-    "type": "string_check",
-    "name": "Example string check grader",
-    "input": "{{sample.output_text}}",
-    "reference": "{{item.reference_answer}}",
-    "operation": "eq",
-}
-# The guide's python grader: rapidfuzz's WRatio, as a reward from 0 to 1.
-PYTHON_SOURCE = """
-from rapidfuzz import fuzz, utils
-
-def grade(sample, item) -> float:
-    output_text = sample["output_text"]
-    reference_answer = item["reference_answer"]
-    return fuzz.WRatio(output_text, reference_answer, processor=utils.default_process) / 100.0
-"""
-# The guide's multi grader: a name compared fuzzily, an email exactly, averaged.
-MULTI: dict[str, Any] = {
-    "type": "multi",
-    "name": "example multi grader",
-    "graders": {
-        "name": {
-            "name": "name",
-            "type": "text_similarity",
-            "input": "{{sample.output_json.name}}",
-            "reference": "{{item.name}}",
-            "evaluation_metric": "fuzzy_match",
-        },
-        "email": {
-            "name": "email",
-            "type": "string_check",
-            "input": "{{sample.output_json.email}}",
-            "reference": "{{item.email}}",
-            "operation": "eq",
-        },
-    },
-    "calculate_output": "(name + email) / 2",
-}
+STRING_CHECK = GUIDE_STRING_CHECK
+PYTHON_SOURCE = GUIDE_PYTHON["source"]
+MULTI = GUIDE_MULTI
 
 
 def run(grader: dict, sample: str, item: dict, context: Context | None = None):
@@ -73,7 +37,7 @@ class TestStringCheck:
         ],
     )
     def test_operations(self, operation: str, output: str, reward: float) -> None:
-        result = run({**STRING_CHECK, "operation": operation}, output, {"reference_answer": "Paris"})
+        result = run({**STRING_CHECK, "operation": operation}, output, {"label": "Paris"})
         assert result.reward == reward
         assert not result.errors.any()
 
@@ -81,7 +45,7 @@ class TestStringCheck:
         result = run(STRING_CHECK, "Paris", {"answer": "Paris"})
         assert result.reward == 0.0
         assert result.errors.invalid_variable_error
-        assert "item.reference_answer" in result.errors.details[0]
+        assert "item.label" in result.errors.details[0]
 
 
 class TestTextSimilarity:
@@ -306,6 +270,8 @@ class TestValidation:
 
     def test_item_fields_lists_what_the_lines_need(self) -> None:
         assert item_fields(parse_grader(MULTI)) == {"name", "email"}
+        nested = {**STRING_CHECK, "reference": "{{item.fruit.colours.0}}"}
+        assert item_fields(parse_grader(nested)) == {"fruit.colours.0"}
 
 
 class TestTemplates:

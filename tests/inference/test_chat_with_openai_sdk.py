@@ -18,7 +18,7 @@ from api.config import Settings
 from api.models.store import ModelStore
 from tests.conftest import TINY_MODEL
 from tests.e2e.test_fine_tune_with_openai_sdk import wait_for_terminal
-from tests.support.processes import LiveService, live_service, service_env, stop
+from tests.support.processes import LiveService, inference_process, live_service, service_env
 from tests.support.services import free_port
 from tests.support.tiny_model import SYSTEM_PROMPT, toy_chat_examples, write_jsonl
 
@@ -37,35 +37,14 @@ INFERENCE_HEALTH: dict[str, str] = {}  # the running backend's /health, set by t
 @pytest.fixture
 def service(settings: Settings, tiny_model_dir: Path, tmp_path: Path) -> Iterator[LiveService]:
     ModelStore(settings.models_path).import_directory(tiny_model_dir, TINY_MODEL)
-    inference_port = str(free_port())
-    extra = {"TUNERY_INFERENCE_PORT": inference_port, "TUNERY_INFERENCE_MAX_ADAPTERS": "2"}
+    extra = {"TUNERY_INFERENCE_PORT": str(free_port()), "TUNERY_INFERENCE_MAX_ADAPTERS": "2"}
     logs = tmp_path / "logs"
-    logs.mkdir()
-    env = {**service_env(settings, "unused-key-0123456789", 0), **extra}
-    with (logs / "inference.log").open("wb") as log:
-        inference = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "inference"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        with live_service(settings, logs, extra_env=extra) as running:
-            INFERENCE_HEALTH["url"] = f"http://127.0.0.1:{inference_port}/health"
-            _wait_for(INFERENCE_HEALTH["url"], inference, running)
-            yield running
-    finally:
-        stop(inference)
-
-
-def _wait_for(url: str, process: subprocess.Popen, service: LiveService, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"tunery inference exited:\n{service.log_tail()}"
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"tunery inference did not answer:\n{service.log_tail()}")
+    with (
+        inference_process(settings, logs, extra) as url,
+        live_service(settings, logs, extra_env=extra) as running,
+    ):
+        INFERENCE_HEALTH["url"] = f"{url}/health"
+        yield running
 
 
 def question(fruit: str) -> list[dict[str, str]]:

@@ -77,6 +77,33 @@ def live_service(
             stop(process)
 
 
+@contextmanager
+def inference_process(settings: Settings, logs: Path, extra_env: dict[str, str]) -> Iterator[str]:
+    """`tunery inference` on TUNERY_INFERENCE_PORT of `extra_env`, answering /health; yields its URL."""
+    url = f"http://127.0.0.1:{extra_env['TUNERY_INFERENCE_PORT']}"
+    env = {**service_env(settings, "unused-key-0123456789", 0), **extra_env}
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / "inference.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "inference"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"tunery inference exited:\n{(logs / 'inference.log').read_text()}"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"tunery inference did not answer:\n{(logs / 'inference.log').read_text()}")
+        yield url
+    finally:
+        stop(process)
+
+
 def stop(process: subprocess.Popen, timeout: float = 20) -> None:
     if process.poll() is not None:
         return

@@ -15,3 +15,9 @@ from tests.support.tiny_model import build_tiny_chat_model
 def model_dir(tmp_path_factory) -> Path:
     """The tiny random chat Llama, built once for the whole training suite."""
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def biased_model_dir(tmp_path_factory) -> Path:
+    """The tiny model with a bias on every projection: what bitfit trains."""
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-biased-model"), with_biases=True)

@@ -140,3 +140,26 @@ def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(model_dir, 
     assert isinstance(exit_.final_event, Failed)
     assert exit_.final_event.message.startswith("rank 1 of 2 was killed by SIGKILL")
     assert ranks_of(spec_path) == {}
+
+
+def test_a_reinforcement_step_takes_batch_size_prompts_across_both_ranks(model_dir, tmp_path) -> None:
+    from tests.support.tiny_model import write_jsonl
+    from tests.training.test_reinforcement import RED, prompts
+
+    spec = toy_spec(
+        tmp_path,
+        model_dir,
+        n_train=1,
+        n_epochs=1,
+        recipe=DDP,
+        method="reinforcement",
+        training_file=str(write_jsonl(tmp_path / "prompts.jsonl", prompts(8))),
+        grader=RED,
+        num_generations=2,
+        max_completion_tokens=4,
+        batch_size=4,
+    )
+    exit_, events = run(spec, tmp_path, 2)
+    assert isinstance(exit_.final_event, Completed), exit_.stderr_tail
+    # 8 prompts, 4 a step (2 on each rank): 2 steps, not the 1 that 4 prompts per rank would make.
+    assert [event.step for event in events if isinstance(event, Metrics)] == [1, 2]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.tiny_model import build_tiny_chat_model, toy_chat_examples
+from tests.support.tiny_model import toy_chat_examples
 from tests.training.trainer_runs import InProcessRun, toy_spec, train_in_process
 from worker.training.artifacts import TrainingOutcome
 from worker.training.base_model import BaseModel
@@ -32,11 +32,6 @@ LEARNING_RATES = {
     "full": 1e-3,
 }
 PEFT_TYPES = ("lora", "dora", "qlora", "lora_int8", "ia3", "prompt_tuning", "prefix_tuning")
-
-
-@pytest.fixture(scope="module")
-def biased_model_dir(tmp_path_factory) -> Path:
-    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-biased-model"), with_biases=True)
 
 
 def base_dir_for(recipe_type: str, model_dir: Path, biased_model_dir: Path) -> Path:

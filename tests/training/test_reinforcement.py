@@ -7,9 +7,14 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import set_seed
 
+from catalog.recipes import RECIPE_TYPE_NAMES, RECIPE_TYPES
 from tests.support.tiny_model import FRUIT_COLOURS, SYSTEM_PROMPT, write_jsonl
+from tests.training.test_recipes import LEARNING_RATES, build, trainable
 from tests.training.trainer_runs import toy_spec, train_in_process
+from worker.training.artifacts import TrainingOutcome
 from worker.training.spec import Recipe
 
 # Answer with one fixed word: the random model says "red" in a few of its sampled answers, and GRPO
@@ -113,3 +118,93 @@ def test_lora_with_a_multi_grader_whose_python_part_fails_still_completes(
     assert all(event["valid_reward_mean"] is not None for event in metrics), metrics
     warnings = [event["message"] for event in run.of("message") if event.get("level") == "warn"]
     assert any("Network is unreachable" in message for message in warnings), warnings
+
+
+SIMILAR = {
+    "type": "text_similarity",
+    "name": "near red",
+    "input": "{{sample.output_text}}",
+    "reference": "{{item.word}}",
+    "evaluation_metric": "fuzzy_match",
+}
+
+
+@pytest.mark.parametrize("recipe_type", RECIPE_TYPE_NAMES)
+def test_every_recipe_trains_with_reinforcement(
+    tmp_path: Path, model_dir: Path, biased_model_dir: Path, recipe_type: str
+) -> None:
+    # fuzzy_match scores each answer differently, so every group has advantages and every step a gradient.
+    base = biased_model_dir if recipe_type == "bitfit" else model_dir
+    recipe = Recipe(type=recipe_type, max_seq_length=64, num_virtual_tokens=4, gradient_checkpointing=False)
+    spec = reinforcement_spec(
+        tmp_path,
+        base,
+        recipe=recipe,
+        grader=SIMILAR,
+        learning_rate=LEARNING_RATES[recipe_type],
+        training_file=str(write_jsonl(tmp_path / "few.jsonl", prompts(4))),
+        num_generations=2,
+        max_completion_tokens=4,
+        n_epochs=1,
+    )
+    set_seed(spec.seed)  # as the run does before it builds the model: the same initial weights
+    before = {name: p.detach().clone() for name, p in trainable(build(recipe, base, tmp_path / "b")).items()}
+
+    if RECIPE_TYPES[recipe_type].family == "lora":
+        # B starts at zero: a B that moved took a gradient step, whatever A's random start was (the
+        # quantized bases draw from the generator as they load).
+        before = {name: weight for name, weight in before.items() if "lora_B" in name}
+
+    run = train_in_process(spec)
+
+    metrics = run.of("metrics")
+    assert len(metrics) == 2 and all(0.0 <= event["train_reward_mean"] <= 1.0 for event in metrics)
+    assert isinstance(run.outcome, TrainingOutcome)
+    assert run.outcome.artifact_format == RECIPE_TYPES[recipe_type].artifact
+    after = dict(_trained(run.outcome, base).named_parameters())
+    changed = [name for name, weight in before.items() if not torch.equal(weight, after[name].detach())]
+    assert changed, f"no trainable weight of {recipe_type} moved"
+    said = [event["message"] for event in run.of("message")]
+    assert any(message.startswith("rollouts sampled on the trainer's own model") for message in said), said
+
+
+def _trained(outcome: TrainingOutcome, base: Path) -> torch.nn.Module:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    if outcome.artifact_format == "model":
+        return AutoModelForCausalLM.from_pretrained(outcome.artifact_dir)
+    return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), outcome.artifact_dir)
+
+
+def test_max_seq_length_caps_prompt_and_answer_together(tmp_path: Path, model_dir: Path) -> None:
+    import io
+
+    from transformers import AutoTokenizer
+
+    from worker.training.data import DatasetError
+    from worker.training.methods.reinforcement import prepare
+    from worker.training.progress import ProgressWriter
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompt = prompts(1)[0]["messages"]
+    longest = len(
+        tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)["input_ids"]
+    )
+    recipe = Recipe(type="lora", max_seq_length=longest + 5)
+    stream = io.StringIO()
+    data = prepare(reinforcement_spec(tmp_path, model_dir, recipe=recipe), tokenizer, ProgressWriter(stream))
+    assert data.max_completion_tokens == 5
+    assert f"answers grow to at most 5 tokens: max_seq_length {longest + 5}" in stream.getvalue()
+    roomy = Recipe(type="lora", max_seq_length=longest + 100)
+    assert (
+        prepare(
+            reinforcement_spec(tmp_path, model_dir, recipe=roomy), tokenizer, ProgressWriter(stream)
+        ).max_completion_tokens
+        == 8
+    )
+
+    with pytest.raises(DatasetError, match="leaves no room for an answer") as refused:
+        tight = Recipe(type="lora", max_seq_length=longest)
+        prepare(reinforcement_spec(tmp_path, model_dir, recipe=tight), tokenizer, ProgressWriter(stream))
+    assert refused.value.line == 1

@@ -413,6 +413,18 @@ def test_reinforcement_lines_must_have_the_fields_the_grader_reads() -> None:
     assert report.problems == ["line 10: has no field 'answer', which the grader reads as {{item.answer}}"]
 
 
+def test_a_nested_field_the_grader_reads_is_checked_down_its_path() -> None:
+    good = {**chat(USER), "fruit": {"colours": ["red"]}}
+    lines = [encoded(good)] * 8 + [
+        encoded({**chat(USER), "fruit": {}}),
+        encoded({**chat(USER), "fruit": "x"}),
+    ]
+    fields = frozenset({"fruit.colours.0"})
+    report = check_lines(lines, formats=reading_formats("reinforcement"), item_fields=fields)
+    problem = "has no field 'fruit.colours.0', which the grader reads as {{item.fruit.colours.0}}"
+    assert report.problems == [f"line 9: {problem}", f"line 10: {problem}"]
+
+
 def test_a_reinforcement_prompt_may_not_end_with_the_answer() -> None:
     report = check_lines([encoded(chat(USER, ASSISTANT))], formats=reading_formats("reinforcement"))
     assert "is an assistant message: a reinforcement prompt ends" in report.problems[0]

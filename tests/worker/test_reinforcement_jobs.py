@@ -37,6 +37,15 @@ def prompt(answer: str | None = "red") -> dict:
     return line
 
 
+def judge(model: str) -> dict:
+    return {
+        "type": "score_model",
+        "name": "j",
+        "model": model,
+        "input": [{"role": "user", "content": "Score {{sample.output_text}} against {{item.answer}}"}],
+    }
+
+
 def method(grader: dict = GRADER, **hyperparameters: object) -> dict:
     return {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hyperparameters}}
 
@@ -55,7 +64,12 @@ def create(client: TestClient, training_file: str, **fields: object):  # type: i
 def test_job_trains_with_its_grader_and_hyperparameters(
     client: TestClient, runtime: Runtime, prompts_file: str
 ) -> None:
-    created = create(client, prompts_file, method=method(compute_multiplier=2, eval_interval=3, n_epochs=1))
+    created = create(
+        client,
+        prompts_file,
+        validation_file=prompts_file,
+        method=method(compute_multiplier=2, eval_interval=3, eval_samples=5, n_epochs=1),
+    )
     assert created.status_code == 200, created.text
     job = created.json()
     assert job["method"]["reinforcement"]["grader"] == GRADER
@@ -67,10 +81,25 @@ def test_job_trains_with_its_grader_and_hyperparameters(
     spec = stage(runtime, job["id"])
     assert spec.method == "reinforcement" and spec.grader == GRADER
     assert spec.num_generations == 8  # 4 answers per prompt, times compute_multiplier
-    assert spec.eval_interval == 3
+    assert spec.eval_interval == 3 and spec.eval_samples == 5 and spec.validation_file is not None
     assert (
         spec.grader_sandbox is not None and str(runtime.settings.data_path) in spec.grader_sandbox["hidden"]
     )
+
+
+def test_a_model_grader_job_hands_the_trainer_its_judges_endpoint(
+    client: TestClient, runtime: Runtime, prompts_file: str
+) -> None:
+    created = create(client, prompts_file, method=method(judge(TINY_MODEL)))
+    assert created.status_code == 200, created.text
+    validate_job(runtime, created.json()["id"])
+    spec = stage(runtime, created.json()["id"])
+    assert spec.judges == {
+        TINY_MODEL: {
+            "url": f"{runtime.settings.inference_base_url}/v1/chat/completions",
+            "body": {"model": TINY_MODEL, "target": {"base_model": TINY_MODEL, "artifact_dir": None}},
+        }
+    }
 
 
 def test_a_line_without_a_field_the_grader_reads_fails_the_job_naming_both(
@@ -107,23 +136,19 @@ def test_a_chat_file_with_answers_fails_a_reinforcement_job(
             "method.reinforcement.grader",
             "'b'",
         ),
+        (method(judge("no-such-model")), "method.reinforcement.grader.model", "no-such-model"),
         (
-            method(
-                {
-                    "type": "score_model",
-                    "name": "j",
-                    "model": TINY_MODEL,
-                    "input": [{"role": "user", "content": "{{sample.output_text}}"}],
-                }
-            ),
-            "method.reinforcement.grader",
-            "not yet supported in training",
+            method({"type": "multi", "name": "m", "graders": {"j": judge("nope")}, "calculate_output": "j"}),
+            "method.reinforcement.grader.graders.j.model",
+            "nope",
         ),
         (
             method(reasoning_effort="high"),
             "method.reinforcement.hyperparameters.reasoning_effort",
             "means nothing for an open model",
         ),
+        (method(eval_interval=2), "method.reinforcement.hyperparameters.eval_interval", "validation_file"),
+        (method(eval_samples=4), "method.reinforcement.hyperparameters.eval_samples", "has none"),
         (method(compute_multiplier=100), "method.reinforcement.hyperparameters.compute_multiplier", "8"),
     ],
 )

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.auth.service import Caller
 from api.db import session_scope
 from api.files import repository as files
 from api.fine_tuning import artifacts, hyperparameters, repository
+from api.graders.judge import judge_endpoints
 from catalog.methods import MAX_COMPLETION_TOKENS, generations_per_prompt
+from graders import parse_grader
 from worker.jobs.place import link_file
 from worker.runtime import Runtime
 from worker.training.spec import Recipe, TrainingSpec
@@ -65,6 +68,12 @@ def _read(rt: Runtime, job_id: str) -> _Inputs:
                 raise RuntimeError(f"file {file_id} was deleted")
             keys[name] = row.storage_key
         model, hp, method, recipe, seed = job.model, job.hyperparameters, job.method, job.recipe, job.seed
+        # Where the grader's judging models answer, resolved for the job's project as chat resolves them.
+        judges = (
+            judge_endpoints(session, rt.settings, rt.model_store, Caller(job.project), parse_grader(grader))
+            if (grader := method.get("grader"))
+            else {}
+        )
         start = dict(job.start_from) if job.start_from else None
     base = rt.model_store.get(model)
     if base is None:
@@ -95,13 +104,16 @@ def _read(rt: Runtime, job_id: str) -> _Inputs:
         checkpoint_every_steps=rt.settings.checkpoint_every_steps,
         checkpoint_every_minutes=rt.settings.checkpoint_every_minutes,
         resume_from=str(resume_from) if resume_from else None,
-        **_reinforcement(rt, hp, method),
+        **_reinforcement(rt, hp, method, judges),
     )
     return _Inputs(spec, keys, fresh=resume_from is None)
 
 
-def _reinforcement(rt: Runtime, hp: dict[str, Any], method: dict[str, Any]) -> dict[str, Any]:
-    """The spec's reinforcement fields: the grader, its sandbox (Tunery's data out of sight), GRPO's sizes."""
+def _reinforcement(
+    rt: Runtime, hp: dict[str, Any], method: dict[str, Any], judges: dict[str, Any]
+) -> dict[str, Any]:
+    """The spec's reinforcement fields: the grader, its sandbox (Tunery's data out of sight), its
+    judges' endpoints, GRPO's sizes."""
     if not method.get("grader"):
         return {}
     settings = rt.settings
@@ -116,6 +128,7 @@ def _reinforcement(rt: Runtime, hp: dict[str, Any], method: dict[str, Any]) -> d
             "wall_seconds": settings.grader_wall_seconds,
             "hidden": hidden,
         },
+        "judges": judges or None,
         "num_generations": generations_per_prompt(hp.get("compute_multiplier", 1.0)),
         "max_completion_tokens": MAX_COMPLETION_TOKENS,
         "eval_interval": hp.get("eval_interval", 1),

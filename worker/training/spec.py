@@ -54,9 +54,11 @@ class TrainingSpec:
     # Reinforcement: the grader (OpenAI's object, graders/types.py) that rewards each sampled answer,
     # the python graders' sandbox (graders/sandbox.py Limits fields, and `hidden` directories), the
     # answers sampled per prompt, how long an answer may grow, and validation every eval_interval
-    # steps on eval_samples prompts of the validation file.
+    # steps on eval_samples prompts of the validation file. `judges`: where each model grader's judging
+    # model answers, {model: {"url", "body"}} or {model: {"error": why}} (graders/remote_judge.py).
     grader: dict[str, Any] | None = None
     grader_sandbox: dict[str, Any] | None = None
+    judges: dict[str, dict[str, Any]] | None = None
     num_generations: int = 4
     max_completion_tokens: int = 64
     eval_interval: int = 1

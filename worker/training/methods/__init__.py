@@ -28,6 +28,7 @@ class PreparedData:
     labels: list[str] | None = None  # classification: id i is labels[i]
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     reward: Any = None  # reinforcement: the reward function GRPO calls on the sampled answers
+    max_completion_tokens: int | None = None  # reinforcement: how long a sampled answer may grow
 
 
 def supervised_only_settings(spec: Any) -> list[str]:

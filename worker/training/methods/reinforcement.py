@@ -10,12 +10,14 @@ The accuracy columns of the result file hold the mean reward; metrics events car
 train_reward_mean and train_reward_std, and valid_reward_mean every eval_interval steps, over the
 first eval_samples prompts of the validation file. A grader that fails on an answer (a python
 grader's exception or limit) gives it 0 and the first such error of each step becomes a warning
-event: the job goes on.
+event: the job goes on. score_model and label_model graders ask their judge through Tunery's
+inference backend, at the endpoints the worker resolved into the spec.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,20 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from catalog.formats import ReinforcementExample
-from graders import Context, grade, parse_grader
+from graders import Context, GradeResult, grade, parse_grader
 from graders.embedding import embed_here
+from graders.remote_judge import EndpointJudge
 from graders.sandbox import Limits, Sandbox
+from graders.types import model_graders
+from worker.training import distributed
 from worker.training.data import DatasetError, read_examples, template_message
 from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
+from worker.training.rollouts import detect as detect_rollouts
 from worker.training.spec import TrainingSpec
+
+JUDGE_CONCURRENCY = 8
+"""Answers graded at once by model graders: the embedded backend lets 16 wait (INFERENCE_MAX_QUEUE)."""
 
 
 def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
@@ -39,9 +48,15 @@ def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> Pre
     validation = read_prompts(spec.validation_file, "validation") if spec.validation_file else None
     if validation:
         validation = validation[: spec.eval_samples]
-    prompt_tokens = sum(_n_tokens(tokenizer, row["prompt"]) for row in training)
-    # Each prompt is read once per sampled answer, and each answer may grow to max_completion_tokens.
-    tokens = (prompt_tokens + len(training) * spec.max_completion_tokens) * spec.num_generations
+    lengths = [_n_tokens(tokenizer, row["prompt"]) for row in training]
+    answer_tokens = _answer_length(spec, lengths)
+    if answer_tokens < spec.max_completion_tokens:
+        progress.message(
+            f"answers grow to at most {answer_tokens} tokens: max_seq_length {spec.recipe.max_seq_length} "
+            f"less the longest prompt's {max(lengths)}"
+        )
+    # Each prompt is read once per sampled answer, and each answer may grow to answer_tokens.
+    tokens = (sum(lengths) + len(training) * answer_tokens) * spec.num_generations
     progress.message(
         f"{len(training)} training prompts, {spec.num_generations} answers sampled per prompt"
         + (f"; {len(validation)} validation prompts every {spec.eval_interval} step(s)" if validation else "")
@@ -54,6 +69,7 @@ def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> Pre
         task="CAUSAL_LM",
         accuracy_key="reward",
         reward=RewardFunction(spec, progress),
+        max_completion_tokens=answer_tokens,
     )
 
 
@@ -67,10 +83,13 @@ def make_trainer(
     progress: ProgressWriter,
 ) -> GRPOTrainer:
     group = spec.num_generations
+    rollouts = detect_rollouts(spec.recipe.type)
+    progress.message(rollouts.reason)
     args = {
         **args,
-        # batch_size counts prompts; each brings its group of sampled answers.
-        "per_device_train_batch_size": spec.batch_size * group,
+        # batch_size counts the step's prompts (shared among the processes of a distributed run, as
+        # every method's batch is); each prompt brings its group of sampled answers.
+        "per_device_train_batch_size": -(-spec.batch_size // distributed.world_size()) * group,
         "per_device_eval_batch_size": group,
         "eval_strategy": "steps" if data.eval_dataset is not None else "no",
         "eval_steps": spec.eval_interval,
@@ -78,11 +97,12 @@ def make_trainer(
     config = GRPOConfig(
         **args,
         num_generations=group,
-        max_completion_length=spec.max_completion_tokens,
+        max_completion_length=data.max_completion_tokens or spec.max_completion_tokens,
         # The answers must differ for GRPO to learn anything: plain sampling from the model.
         temperature=1.0,
         top_k=0,
         shuffle_dataset=True,
+        **rollouts.config(),
     )
     return GRPOTrainer(
         model=model,
@@ -96,7 +116,11 @@ def make_trainer(
 
 
 class RewardFunction:
-    """GRPO's reward function: the job's grader on each sampled answer."""
+    """GRPO's reward function: the job's grader on each sampled answer of the step.
+
+    Model graders ask their judge over HTTP (the spec's `judges`, resolved by the worker): the step's
+    answers are graded JUDGE_CONCURRENCY at a time, so the inference backend batches them.
+    """
 
     def __init__(self, spec: TrainingSpec, progress: ProgressWriter) -> None:
         assert spec.grader is not None  # the spec refuses a reinforcement run without one
@@ -104,19 +128,31 @@ class RewardFunction:
         self.__name__ = f"grader:{self.grader.name}"  # TRL names the reward's metrics after it
         sandbox = dict(spec.grader_sandbox or {})
         hidden = [Path(path) for path in sandbox.pop("hidden", [])]
-        self.context = Context(embed=embed_here, sandbox=Sandbox(Limits(**sandbox), hidden=hidden))
+        self.context = Context(
+            judge=EndpointJudge.from_spec(spec.judges or {}),
+            embed=embed_here,
+            sandbox=Sandbox(Limits(**sandbox), hidden=hidden),
+        )
+        self.concurrency = JUDGE_CONCURRENCY if model_graders(self.grader) else 1
         self.progress = progress
 
     def __call__(self, prompts: list, completions: list, item: list[str], **_: Any) -> list[float]:
-        rewards, first_error = [], None
-        for completion, line in zip(completions, item, strict=True):
-            result = grade(self.grader, _answer_text(completion), json.loads(line), self.context)
-            rewards.append(result.reward)
-            if result.errors.any() and first_error is None:
-                first_error = result.errors.details[0]
-        if first_error is not None:
-            self.progress.message(f"grader error (that answer scored 0): {first_error}", "warn")
-        return rewards
+        def one(pair: tuple[Any, str]) -> GradeResult:
+            return grade(self.grader, _answer_text(pair[0]), json.loads(pair[1]), self.context)
+
+        pairs = list(zip(completions, item, strict=True))
+        if self.concurrency > 1:
+            with ThreadPoolExecutor(self.concurrency) as pool:
+                results = list(pool.map(one, pairs))
+        else:
+            results = [one(pair) for pair in pairs]
+        errors = [result.errors.details[0] for result in results if result.errors.any()]
+        if errors:
+            self.progress.message(
+                f"grader error on {len(errors)} of {len(results)} answers (each scored 0): {errors[0]}",
+                "warn",
+            )
+        return [result.reward for result in results]
 
 
 def read_prompts(path: str, purpose: str) -> list[dict[str, Any]]:
@@ -135,6 +171,21 @@ def _prompt(example: Any) -> dict[str, Any]:
         "prompt": [template_message(message) for message in example.messages],
         "item": json.dumps(example.item),
     }
+
+
+def _answer_length(spec: TrainingSpec, prompt_lengths: list[int]) -> int:
+    """max_seq_length caps prompt and answer together, as it caps every example: the answers grow to
+    what the longest prompt leaves of it, and to max_completion_tokens at most."""
+    longest = max(prompt_lengths)
+    left = spec.recipe.max_seq_length - longest
+    if left < 1:
+        line = prompt_lengths.index(longest) + 1
+        raise DatasetError(
+            f"the prompt is {longest} tokens, and max_seq_length {spec.recipe.max_seq_length} leaves no room "
+            "for an answer: raise recipe.max_seq_length or shorten the prompt",
+            line=line,
+        )
+    return min(spec.max_completion_tokens, left)
 
 
 def _answer_text(completion: Any) -> str:
