@@ -28,8 +28,10 @@ class BaseModel:
         kwargs = dict(self.model_kwargs)
         if quantization_config is not None:
             kwargs["quantization_config"] = quantization_config
-            # bitsandbytes quantizes while placing the weights, so the device is chosen at load time.
-            kwargs["device_map"] = {"": 0} if self.precision.use_cuda else {"": "cpu"}
+            # bitsandbytes quantizes while placing the weights, so the device is chosen at load time:
+            # the rank's own GPU in a distributed run (distributed.init_process_group chose it).
+            device = torch.cuda.current_device() if self.precision.use_cuda else "cpu"
+            kwargs["device_map"] = {"": device}
         return model_class.from_pretrained(self.directory, dtype=dtype or self.precision.dtype, **kwargs)
 
 

@@ -38,19 +38,23 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def init_process_group() -> None:
-    """Join the run's other ranks; nothing for a one-process run."""
-    if world_size() <= 1:
+def init_process_group(alone_too: bool = False) -> None:
+    """Join the run's other ranks; nothing for a one-process run, unless `alone_too` (fsdp on one GPU,
+    for its CPU offload, still needs a process group: one of its own, met through a file of its own)."""
+    if world_size() <= 1 and not alone_too:
         return
+    import tempfile
+
     import torch
     import torch.distributed as dist
 
     use_cuda = torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    rendezvous = os.environ.get(RENDEZVOUS_ENV) or os.path.join(tempfile.mkdtemp(), "rendezvous")
     dist.init_process_group(
         "nccl" if use_cuda else "gloo",
-        init_method="file://" + os.environ[RENDEZVOUS_ENV],
+        init_method="file://" + rendezvous,
         rank=rank(),
         world_size=world_size(),
     )
