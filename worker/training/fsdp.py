@@ -78,7 +78,7 @@ def mixed_precision(precision: Precision, quant_storage: torch.dtype | None = No
     return MixedPrecisionPolicy(param_dtype=quant_storage or precision.dtype, reduce_dtype=torch.float32)
 
 
-def shard(model: nn.Module, precision: Precision, *, cpu_offload: bool) -> str:
+def shard(model: Any, precision: Precision, *, cpu_offload: bool) -> str:
     """`fully_shard` each transformer block and then the root, over all ranks of the run, in place;
     what was sharded and how, in words (the run's event)."""
     from torch.distributed.device_mesh import init_device_mesh
@@ -104,12 +104,6 @@ def shard(model: nn.Module, precision: Precision, *, cpu_offload: bool) -> str:
     # The root's own parameters are gathered for the whole step (it wraps the forward of all blocks),
     # so it need not free and re-gather them between forward and backward.
     fully_shard(model, reshard_after_forward=False, **policy)
-    # FSDP placed every shard already (on the GPU, or in CPU memory with offload): a device map tells
-    # the Trainer not to move the model, as it would a model of one process.
-    inner: Any = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if getattr(inner, "hf_device_map", None) is None:
-        placed = torch.device(device, torch.cuda.current_device()) if precision.use_cuda else "cpu"
-        inner.hf_device_map = {"": placed}
     gathered = mp_policy.param_dtype or "their own dtype"
     return (
         f"fsdp: {len(blocks)} {'/'.join(kinds)} blocks and the root sharded over {mesh.size()} ranks "
@@ -117,6 +111,14 @@ def shard(model: nn.Module, precision: Precision, *, cpu_offload: bool) -> str:
         + (f"; 4-bit weights stored as {quant_storage}" if quant_storage else "")
         + ("; shards and optimizer state offloaded to CPU memory" if cpu_offload else "")
     )
+
+
+def leave_placement_to_fsdp(model: Any) -> None:
+    """Keep the Trainer from moving the whole model to the GPU: `shard` places each rank's shards."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(inner, "hf_device_map", None) is None:
+        # The Trainer moves no model that has a device map (a quantized one has it already).
+        inner.hf_device_map = {"": "cpu"}
 
 
 def _quant_storage(model: nn.Module) -> torch.dtype | None:
@@ -194,8 +196,15 @@ class _ShardedTrainer:
             load_training_state(self.model, self.optimizer, self.lr_scheduler, checkpoint)  # type: ignore[attr-defined]
 
 
-def adopt(trainer: Any) -> Any:
-    """Make `trainer` (any HF Trainer, built on a model that `shard` wrapped) train it as it is."""
+def adopt(trainer: Any, precision: Precision, *, cpu_offload: bool) -> str:
+    """Shard the model of `trainer` (any HF Trainer, built on a model that `leave_placement_to_fsdp`
+    saw) and make the Trainer train it as it is; what was sharded, in words.
+
+    After the Trainer is built, because the trainers change the model as they are built (TRL's turns a
+    quantized model's adapter to bf16, DPO's adds a reference adapter), and sharding must see the
+    model as it will train. Before training: the optimizer and activation checkpointing come then.
+    """
+    description = shard(trainer.model, precision, cpu_offload=cpu_offload)
     prepare_model = trainer.accelerator.prepare_model
 
     def prepare_without_wrapping(model: Any, *args: Any, **kwargs: Any) -> Any:
@@ -205,4 +214,4 @@ def adopt(trainer: Any) -> Any:
 
     trainer.accelerator.prepare_model = prepare_without_wrapping
     trainer.__class__ = type(f"Sharded{type(trainer).__name__}", (_ShardedTrainer, type(trainer)), {})
-    return trainer
+    return description

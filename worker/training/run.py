@@ -69,7 +69,7 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
         # Sequence classifiers find each example's last token through the pad id.
         model.config.pad_token_id = tokenizer.pad_token_id
     if sharded:
-        progress.message(fsdp.shard(model, precision, cpu_offload=spec.recipe.fsdp_cpu_offload))
+        fsdp.leave_placement_to_fsdp(model)
 
     def export(trained: Any, directory: Path) -> Path:
         # Called on every rank. ddp: every rank holds the whole trained model, rank 0 writes it. fsdp:
@@ -98,7 +98,7 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
         callbacks.append(CompileWarmupCallback(progress))
     trainer = method.make_trainer(spec, model, tokenizer, data, args, callbacks, progress)
     if sharded:
-        fsdp.adopt(trainer)
+        progress.message(fsdp.adopt(trainer, precision, cpu_offload=spec.recipe.fsdp_cpu_offload))
 
     if spec.resume_from and resumed_rows is not None:
         progress_callback.restore(resumed_rows)
