@@ -209,7 +209,7 @@ def distribution_problem(
         return "fsdp_cpu_offload needs distributed 'fsdp'"
     if distributed == "fsdp" and recipe_type == "lora_int8":
         # FSDP shards float tensors; 4-bit weights can be stored in one (qlora), int8 ones can't.
-        return "recipe type 'lora_int8' can't be sharded by fsdp (its 8-bit weights are integers); use 'qlora'"
+        return "recipe type 'lora_int8' can't be sharded by fsdp (its 8-bit weights are integers); use qlora"
     return None
 
 

@@ -44,7 +44,8 @@ def test_an_fsdp_job_trains_on_two_ranks_and_its_adapter_loads_and_generates(
 
     assert job.status == "succeeded", f"{job.error}\n{service.log_tail()}"
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)]
-    assert any(m.startswith("fsdp: 2 LlamaDecoderLayer blocks and the root sharded over 2 ranks") for m in messages)
+    sharded = "fsdp: 2 LlamaDecoderLayer blocks and the root sharded over 2 ranks"
+    assert any(m.startswith(sharded) for m in messages)
     archive = httpx.get(
         f"{service.base_url}/fine_tuning/jobs/{job.id}/adapter",
         headers={"Authorization": f"Bearer {service.api_key}"},
@@ -54,4 +55,3 @@ def test_an_fsdp_job_trains_on_two_ranks_and_its_adapter_loads_and_generates(
     with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:") as tar:
         tar.extractall(tmp_path / "download", filter="data")
     assert_adapter_generates(tiny_model_dir, tmp_path / "download" / "adapter")
-
