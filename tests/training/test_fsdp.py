@@ -118,6 +118,34 @@ def test_a_sharded_qlora_run_stores_4_bit_weights_in_the_compute_dtype_and_its_a
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), two.final_event.artifact_dir)
 
 
+@pytest.mark.parametrize("method", ["dpo", "classification"])
+def test_dpo_and_classification_train_sharded_and_their_adapters_load(model_dir, tmp_path, method) -> None:
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from tests.training.test_methods import classification_spec, classify, dpo_spec
+
+    if method == "dpo":
+        spec = dpo_spec(tmp_path, model_dir, "lora", 5e-3)
+    else:
+        spec = classification_spec(tmp_path, model_dir, Recipe(type="lora", max_seq_length=64), 1e-2)
+    spec = replace(spec, recipe=replace_recipe(spec.recipe, distributed="fsdp", num_gpus=2))
+    done, events = run(spec, tmp_path, 2)
+
+    assert isinstance(done.final_event, Completed), done.stderr_tail
+    artifact = Path(done.final_event.artifact_dir)
+    assert sharding_message(events).startswith("fsdp: 2 LlamaDecoderLayer blocks")
+    if method == "dpo":
+        # TRL's reference adapter was sharded too, and stays out of the artifact.
+        assert max(losses(events)[-3:]) < 0.3, losses(events)
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), artifact)
+    else:
+        # The new head trained beside the adapter (its weights gathered with it).
+        config = AutoConfig.from_pretrained(artifact)
+        base = AutoModelForSequenceClassification.from_pretrained(model_dir, config=config)
+        assert classify(PeftModel.from_pretrained(base, artifact), artifact) >= 0.75
+
+
 def test_a_pause_stops_every_sharded_rank_and_the_run_resumes_from_the_gathered_checkpoint(
     model_dir, tmp_path
 ) -> None:
