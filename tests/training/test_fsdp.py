@@ -20,7 +20,7 @@ from tests.training.test_distributed import losses, ranks_of, replace_recipe, ru
 from tests.training.trainer_runs import REPO_ROOT
 from worker.ranks import start_ranks
 from worker.supervisor import Action, Watch
-from worker.training.progress import Completed, Failed, Message, Metrics, Stopped
+from worker.training.progress import Completed, Failed, Message, Metrics, Started, Stopped
 from worker.training.spec import Recipe
 
 pytestmark = pytest.mark.slow
@@ -115,7 +115,11 @@ def test_a_sharded_qlora_run_stores_4_bit_weights_in_the_compute_dtype_and_its_a
     assert isinstance(two.final_event, Completed), two.stderr_tail
     assert "4-bit weights stored as torch.float32" in sharding_message(events)
     assert losses(events)[-1] < losses(events)[0]
-    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), two.final_event.artifact_dir)
+    # 8 packed values in each fp32 element, counted before sharding: the base's values, plus LoRA's.
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    started = next(event for event in events if isinstance(event, Started))
+    assert started.total_params == sum(p.numel() for p in base.parameters()) + started.trainable_params
+    PeftModel.from_pretrained(base, two.final_event.artifact_dir)
 
 
 @pytest.mark.parametrize("method", ["dpo", "classification"])

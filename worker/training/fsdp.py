@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from worker.training import distributed
+from worker.training.base_model import COUNTS_ATTRIBUTE, count_parameters
 from worker.training.precision import Precision
 
 # In a resumable checkpoint of an fsdp run: the optimizer state, keyed by parameter name (the
@@ -87,6 +88,7 @@ def shard(model: Any, precision: Precision, *, cpu_offload: bool) -> str:
     device = "cuda" if precision.use_cuda else "cpu"
     mesh = init_device_mesh(device, (distributed.world_size(),))
     quant_storage = _quant_storage(model)
+    setattr(model, COUNTS_ATTRIBUTE, count_parameters(model))
     mp_policy = mixed_precision(precision, quant_storage)
     policy: dict[str, Any] = {
         "mesh": mesh,
