@@ -1,11 +1,12 @@
-"""The trainer's side of a multi-process run (recipe `distributed: "ddp"`): one process a GPU, ranks
-that agree at each step.
+"""The trainer's side of a multi-process run (recipe `distributed: "ddp"` or `"fsdp"`): one process a
+GPU, ranks that agree at each step.
 
 The worker's supervisor starts the ranks (worker/supervisor.py) with RANK, LOCAL_RANK, WORLD_SIZE and
 TUNERY_RENDEZVOUS, a file that no other run uses: the ranks meet through it (torch's FileStore), so
 no rendezvous server listens on any address, and gloo's own connections stay on loopback
 (GLOO_SOCKET_IFNAME=lo). The process group is made here before the Trainer starts; accelerate finds
-it and wraps the model in DistributedDataParallel, which averages the gradients of the ranks.
+it and wraps the model in DistributedDataParallel, which averages the gradients of the ranks (ddp),
+or the run shards the model itself over it (fsdp: worker/training/fsdp.py).
 
 Rank 0 alone speaks for the run: its stdout is the protocol stream (the others' goes nowhere) and it
 alone writes artifacts and result files. Decisions taken from the clock or a signal (a timed
