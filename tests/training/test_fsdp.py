@@ -84,6 +84,19 @@ def test_a_sharded_lora_run_trains_like_one_process_and_its_adapter_loads(model_
     assert ranks_of(two_dir / "spec.json") == {}
 
 
+def test_activation_checkpointing_over_sharded_blocks_trains_like_one_process(model_dir, tmp_path) -> None:
+    # The Trainer turns checkpointing on as training starts, after the blocks are sharded: each
+    # block's recompute in the backward gathers its parameters again.
+    recipe = replace_recipe(FSDP, gradient_checkpointing=True)
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    one, one_events = run(spec_of(one_dir, model_dir, one_process(FSDP)), one_dir, 1)
+    two, two_events = run(spec_of(two_dir, model_dir, recipe), two_dir, 2)
+
+    assert isinstance(one.final_event, Completed), one.stderr_tail
+    assert isinstance(two.final_event, Completed), two.stderr_tail
+    assert losses(two_events) == pytest.approx(losses(one_events), rel=0.02, abs=0.02)
+
+
 def test_a_sharded_full_run_writes_a_whole_model_like_one_process(model_dir, tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 
