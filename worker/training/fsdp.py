@@ -8,10 +8,10 @@ forward and freed after it, and gathered again for its backward; gradients are r
 (averaged over the ranks) as soon as a block's backward is done.
 
 Mixed precision sets the parameter and reduce dtypes apart: on a GPU in bf16 (fp16) the gathered
-parameters compute in bf16 while gradients are reduced in fp32 and the sharded master weights stay
-what the recipe loaded (fp32 for the recipes that train base weights, fp32 adapters); on CPU all of
-it is fp32. `fsdp_cpu_offload` keeps the shards, their gradients and the optimizer state in CPU
-memory (CPUOffloadPolicy), copying each block's shard to the GPU for its turn.
+parameters compute in bf16 while gradients are reduced in fp32, and the sharded weights stay as the
+recipe loaded them (fp32 for the recipes that train base weights); on CPU all of it is fp32.
+`fsdp_cpu_offload` keeps the shards, their gradients and the optimizer state in CPU memory
+(CPUOffloadPolicy), copying each block's shard to the GPU for its turn.
 
 We call `fully_shard` ourselves, with a device mesh of the run's ranks (CPU + gloo here, CUDA + nccl
 on GPUs), because accelerate's FSDP plugin is silently dropped on a multi-CPU run. The HF Trainer then
@@ -19,11 +19,13 @@ gets an already-sharded model, and `adopt` tells it what it can't know: accelera
 model in DistributedDataParallel (it would on a multi-CPU run, and refuses DTensor models on GPUs),
 and a checkpoint is a collective (see `full_state` and the checkpoint methods below).
 
-Checkpoints are gathered, not sharded: every rank takes part in gathering the full state (model and
-optimizer, `torch.distributed.checkpoint.state_dict` with full_state_dict and cpu_offload), and rank
-0 alone writes it, in the files a one-process run writes (adapter or model safetensors, optimizer.pt
-keyed by parameter name). Resuming reads them on rank 0 and broadcasts each rank its shard. So the
-artifact loads like a one-process artifact, and a checkpoint does not depend on the number of ranks.
+Checkpoints are gathered, not sharded: every rank takes part in gathering the full state
+(`torch.distributed.checkpoint.state_dict` with full_state_dict and cpu_offload), and rank 0 alone
+writes it. A resumable checkpoint holds the trainable weights (model_state.pt) and the optimizer
+state keyed by parameter name (optimizer.pt); resuming reads them on rank 0 and sends each rank its
+shards, so a checkpoint does not depend on the number of ranks. The epoch-end checkpoints and the
+final artifact are written by `save_pretrained` from the gathered state: they load like a
+one-process artifact.
 """
 
 from __future__ import annotations
@@ -43,12 +45,6 @@ from worker.training.precision import Precision
 OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.pt"
 MODEL_NAME = "model_state.pt"
-
-
-def is_sharded(model: Any) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
 
 
 def transformer_blocks(model: nn.Module) -> list[nn.Module]:
