@@ -162,7 +162,9 @@ class Recipe(BaseModel):
 
     @model_validator(mode="after")
     def _distribution_is_consistent(self) -> Recipe:
-        problem = distribution_problem(self.distributed, self.num_gpus, self.num_nodes, self.fsdp_cpu_offload)
+        problem = distribution_problem(
+            self.distributed, self.num_gpus, self.num_nodes, self.fsdp_cpu_offload, self.type
+        )
         if problem:
             raise ValueError(problem)
         return self
@@ -197,12 +199,17 @@ class Recipe(BaseModel):
             raise ValueError("invalid recipe: " + "; ".join(_problems(error))) from None
 
 
-def distribution_problem(distributed: str, num_gpus: int, num_nodes: int, cpu_offload: bool) -> str | None:
+def distribution_problem(
+    distributed: str, num_gpus: int, num_nodes: int, cpu_offload: bool, recipe_type: str | None = None
+) -> str | None:
     """Why these distribution settings can't train together, or None (shared with the API's view)."""
     if distributed == "none" and (num_gpus > 1 or num_nodes > 1):
         return "num_gpus and num_nodes above 1 need distributed 'ddp' or 'fsdp'"
     if cpu_offload and distributed != "fsdp":
         return "fsdp_cpu_offload needs distributed 'fsdp'"
+    if distributed == "fsdp" and recipe_type == "lora_int8":
+        # FSDP shards float tensors; 4-bit weights can be stored in one (qlora), int8 ones can't.
+        return "recipe type 'lora_int8' can't be sharded by fsdp (its 8-bit weights are integers); use qlora"
     return None
 
 

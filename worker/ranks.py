@@ -1,5 +1,5 @@
-"""The ranks of a distributed run (recipe `distributed: "ddp"`): N trainer processes on this machine,
-one process group, one fate.
+"""The ranks of a distributed run (recipe `distributed: "ddp"` or `"fsdp"`): N trainer processes on
+this machine, one process group, one fate.
 
 Rank 0 leads: it is the group's leader (its pid is the group's id), its stdout is the protocol stream
 the supervisor reads, its stderr the job's trainer.log. The other ranks write nothing to stdout and

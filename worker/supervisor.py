@@ -84,7 +84,8 @@ def run_trainer(
     watch: Watch | None = None,
     processes: int = 1,
 ) -> TrainerExit:
-    """Run the trainer of `spec_path` (over `processes` ranks: recipe distributed "ddp") to its end."""
+    """Run the trainer of `spec_path` (over `processes` ranks: recipe distributed "ddp" or "fsdp") to
+    its end."""
     command = [sys.executable, "-m", "worker.training", str(spec_path)]
     env = {**os.environ, **OFFLINE_ENV, "PYTHONUNBUFFERED": "1"}
     final: Completed | Failed | Stopped | None = None

@@ -47,7 +47,8 @@ class _RecipeRequest(BaseModel):
                 setattr(self, field_name, Recipe.model_fields[field_name].default)
         # The fields are made below (mypy sees only this base class).
         distribution = [
-            getattr(self, name) for name in ("distributed", "num_gpus", "num_nodes", "fsdp_cpu_offload")
+            getattr(self, name)
+            for name in ("distributed", "num_gpus", "num_nodes", "fsdp_cpu_offload", "type")
         ]
         problem = distribution_problem(*distribution)
         if problem:

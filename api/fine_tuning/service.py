@@ -95,7 +95,7 @@ def create_job(
     if base is None:
         raise model_not_found(request.model, param="model")
     _check_recipe_fits(recipe, base)
-    _check_distribution_trains(recipe)
+    _check_distribution_trains(recipe, method_type)
     # Refused now, saying what it needs, if no GPU pool can hold it; else the pool that trains it.
     pool = estimates.place(
         session, settings, base, method_type, hyperparameters, Recipe.from_dict(recipe.model_dump())
@@ -269,12 +269,13 @@ def _check_recipe_fits(recipe: RecipeIn, base: BaseModelEntry) -> None:
         )
 
 
-def _check_distribution_trains(recipe: RecipeIn) -> None:
-    """What estimates accept but the trainer does not run yet: FSDP, and more than one machine."""
-    if recipe.distributed == "fsdp":
+def _check_distribution_trains(recipe: RecipeIn, method_type: str) -> None:
+    """What estimates accept but the trainer does not run yet: reinforcement under FSDP (its ranks
+    would have to sample answers in lockstep), and more than one machine."""
+    if recipe.distributed == "fsdp" and method_type == "reinforcement":
         raise InvalidRequest(
-            "recipe.distributed 'fsdp' is not trained yet (estimates accept it); use 'ddp', or a quantized "
-            "recipe (qlora) for a model that one GPU can't hold.",
+            "recipe.distributed 'fsdp' does not train the reinforcement method yet; use 'ddp', or a "
+            "quantized recipe (qlora) for a model that one GPU can't hold.",
             param="recipe.distributed",
             code="invalid_recipe",
         )

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from api.config import Settings
 from api.queue import VALIDATION_QUEUE
 from api.tables import FineTuningJob
+from tests.api.test_graders import GUIDE_STRING_CHECK
 from tests.conftest import TINY_MODEL
 from tests.support.tiny_model import build_tiny_chat_model
 
@@ -145,6 +146,17 @@ class TestCreateRefusals:
             ({"recipe": {"type": "lora", "rank": 8}}, 400, "recipe.rank", None),
             # The tiny Llama has no biases: bitfit would fail in the worker minutes later.
             ({"recipe": {"type": "bitfit"}}, 400, "recipe.type", "invalid_recipe"),
+            # FSDP shards float tensors: int8 weights are none, and the reinforcement method is not sharded.
+            ({"recipe": {"type": "lora_int8", "distributed": "fsdp", "num_gpus": 2}}, 400, "recipe", None),
+            (
+                {
+                    "method": {"type": "reinforcement", "reinforcement": {"grader": GUIDE_STRING_CHECK}},
+                    "recipe": {"distributed": "fsdp", "num_gpus": 2},
+                },
+                400,
+                "recipe.distributed",
+                "invalid_recipe",
+            ),
             ({"learning_rate": 0.1}, 400, "learning_rate", None),
             ({"method": {"type": "reinforcement"}}, 400, "method.reinforcement.grader", "invalid_grader"),
             ({"method": {"type": "ppo"}}, 400, "method.type", None),

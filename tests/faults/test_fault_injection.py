@@ -80,11 +80,14 @@ def broker_is_empty(settings: Settings) -> bool:
         client.close()
 
 
-def create_job(client: OpenAI) -> str:
+def create_job(client: OpenAI, batch_size: int = 1, recipe: dict | None = None) -> str:
     body = jsonl(toy_chat_examples(32))
     training = client.files.create(file=("train.jsonl", body), purpose="fine-tune").id
     job = client.fine_tuning.jobs.create(
-        model=TINY_MODEL, training_file=training, hyperparameters={"n_epochs": 3, "batch_size": 1}
+        model=TINY_MODEL,
+        training_file=training,
+        hyperparameters={"n_epochs": 3, "batch_size": batch_size},
+        extra_body={"recipe": recipe} if recipe else None,
     )
     return job.id
 
@@ -102,12 +105,13 @@ def last_step(client: OpenAI, job_id: str) -> int:
     return next((int((e.data or {})["step"]) for e in events if e.type == "metrics"), 0)
 
 
-def assert_finished_like_a_clean_run(client: OpenAI, job_id: str) -> None:
+def assert_finished_like_a_clean_run(client: OpenAI, job_id: str, steps: int = STEPS) -> None:
     job = client.fine_tuning.jobs.retrieve(job_id)
     assert job.status == "succeeded", job.error
     rows = list(csv.DictReader(io.StringIO(client.files.content(job.result_files[0]).text)))
-    assert [int(row["step"]) for row in rows] == list(range(1, STEPS + 1))
-    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id)] == [96, 64, 32]
+    assert [int(row["step"]) for row in rows] == list(range(1, steps + 1))
+    epochs = [steps, steps * 2 // 3, steps // 3]
+    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id)] == epochs
     assert sum(m.startswith("New fine-tuned model created") for m in messages(client, job_id)) == 1
 
 
@@ -134,6 +138,35 @@ def test_a_killed_worker_and_trainer_lose_only_the_steps_since_the_last_checkpoi
     assert resumed_at >= 10  # checkpoints every 5 steps: at most the steps since the last one are lost
     assert f"Fine-tuning job resumed from the checkpoint at step {resumed_at} (attempt 2 of 3)" in history
     assert_finished_like_a_clean_run(client, job_id)
+
+
+def test_a_killed_worker_and_its_fsdp_ranks_lose_only_the_steps_since_the_last_checkpoint(
+    cluster: Cluster,
+) -> None:
+    cluster.start_api()
+    doomed = cluster.start_worker()
+    client = sdk(cluster)
+    # 32 examples, 2 a step (one on each rank), 3 epochs: 48 steps; a gathered checkpoint every 5.
+    recipe = {"type": "lora", "max_seq_length": 64, "distributed": "fsdp", "num_gpus": 2}
+    job_id = create_job(client, batch_size=2, recipe=recipe)
+    wait(lambda: last_step(client, job_id) >= 12, "step 12", cluster)
+    trainers = trainer_pids(job_id)
+    assert len(trainers) == 2, trainers
+    doomed.send_signal(signal.SIGKILL)
+    for pid in trainers:
+        os.kill(pid, signal.SIGKILL)
+    doomed.wait()
+
+    cluster.start_worker()
+    wait(lambda: status(client, job_id) == "succeeded", "the job to finish on the new worker", cluster)
+    history = messages(client, job_id)
+    lost = next(
+        m for m in history if m.startswith("Worker lost; the job is queued again to resume from step")
+    )
+    resumed_at = int(lost.rsplit(" ", 1)[1])
+    assert resumed_at >= 10
+    assert f"Fine-tuning job resumed from the checkpoint at step {resumed_at} (attempt 2 of 3)" in history
+    assert_finished_like_a_clean_run(client, job_id, steps=48)
 
 
 def test_a_sigterm_hands_the_job_back_and_another_worker_finishes_it(cluster: Cluster) -> None:

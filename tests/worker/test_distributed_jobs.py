@@ -1,7 +1,7 @@
-"""A distributed job (recipe distributed "ddp", 2 gloo processes on CPU) through the API and the
-worker's own code path: it trains and publishes an artifact that loads like a one-process one, and
-a cancel stops every rank of it, leaving no trainer process behind, and a paused one resumes
-on both ranks."""
+"""A distributed job (recipe distributed "ddp" or "fsdp", 2 gloo processes on CPU) through the API and
+the worker's own code path: it trains and publishes an artifact that loads like a one-process one,
+and a cancel stops every rank of it, leaving no trainer process behind, and a paused one resumes
+on both ranks (fsdp: from its gathered checkpoint)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from worker.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DDP = {"type": "lora", "max_seq_length": 64, "distributed": "ddp", "num_gpus": 2}
+FSDP = {**DDP, "distributed": "fsdp"}
+BOTH = pytest.mark.parametrize("recipe", [DDP, FSDP], ids=["ddp", "fsdp"])
 __all__ = ["runtime"]  # the fast-heartbeat runtime of the controls' tests
 
 
@@ -58,10 +60,13 @@ def test_a_ddp_job_trains_on_two_ranks_and_publishes_a_loadable_adapter(
     )
 
 
-def test_cancel_stops_every_rank_of_a_ddp_job(
-    client: TestClient, runtime: Runtime, training_file: str
+@BOTH
+def test_cancel_stops_every_rank_of_a_distributed_job(
+    client: TestClient, runtime: Runtime, training_file: str, recipe: dict
 ) -> None:
-    job_id = create_job(client, training_file, recipe=DDP, hyperparameters={"n_epochs": 50, "batch_size": 2})
+    job_id = create_job(
+        client, training_file, recipe=recipe, hyperparameters={"n_epochs": 50, "batch_size": 2}
+    )
     validate_job(runtime, job_id)
     worker = in_thread(lambda: run_job(runtime, job_id))
     wait_for(lambda: steps_trained(client, job_id) >= 2, timeout=300, what="training to start")
@@ -79,11 +84,14 @@ def test_cancel_stops_every_rank_of_a_ddp_job(
     assert ranks_of(spec_path) == {}
 
 
-def test_a_paused_ddp_job_resumes_on_both_ranks_with_every_step_once(
-    client: TestClient, runtime: Runtime, training_file: str
+@BOTH
+def test_a_paused_distributed_job_resumes_on_both_ranks_with_every_step_once(
+    client: TestClient, runtime: Runtime, training_file: str, recipe: dict
 ) -> None:
     # 16 examples, 2 a step over both ranks, 6 epochs: 48 steps, so the pause lands mid-training.
-    job_id = create_job(client, training_file, recipe=DDP, hyperparameters={"n_epochs": 6, "batch_size": 2})
+    job_id = create_job(
+        client, training_file, recipe=recipe, hyperparameters={"n_epochs": 6, "batch_size": 2}
+    )
     validate_job(runtime, job_id)
     worker = in_thread(lambda: run_job(runtime, job_id))
     wait_for(lambda: steps_trained(client, job_id) >= 3, timeout=300, what="step 3")

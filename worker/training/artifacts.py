@@ -54,15 +54,24 @@ def artifact_format(spec: TrainingSpec) -> ArtifactFormat:
 
 
 def save_artifact(
-    model: Any, tokenizer: Any, spec: TrainingSpec, directory: Path, labels: list[str] | None = None
+    model: Any,
+    tokenizer: Any,
+    spec: TrainingSpec,
+    directory: Path,
+    labels: list[str] | None = None,
+    state_dict: dict[str, Any] | None = None,
 ) -> Path:
-    """Save the artifact of `spec`'s form, the tokenizer and the run record into `directory`."""
+    """Save the artifact of `spec`'s form, the tokenizer and the run record into `directory`.
+
+    `state_dict`: the weights to write when the model's own are shards (an fsdp run gathers them).
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    weights = {"state_dict": state_dict} if state_dict is not None else {}
     if spec.recipe.is_peft:
         # Only the trained adapter: DPO adds a frozen "ref" copy of it to the model as its reference.
-        model.save_pretrained(directory, selected_adapters=["default"])
+        model.save_pretrained(directory, selected_adapters=["default"], **weights)
     else:
-        model.save_pretrained(directory)
+        model.save_pretrained(directory, **weights)
     if labels is not None and spec.recipe.is_peft:
         # The adapter holds the trained head, but the label names live in the model config.
         model.get_base_model().config.save_pretrained(directory)

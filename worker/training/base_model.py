@@ -28,18 +28,30 @@ class BaseModel:
         kwargs = dict(self.model_kwargs)
         if quantization_config is not None:
             kwargs["quantization_config"] = quantization_config
-            # bitsandbytes quantizes while placing the weights, so the device is chosen at load time.
-            kwargs["device_map"] = {"": 0} if self.precision.use_cuda else {"": "cpu"}
+            # bitsandbytes quantizes while placing the weights, so the device is chosen at load time:
+            # the rank's own GPU in a distributed run (distributed.init_process_group chose it).
+            device = torch.cuda.current_device() if self.precision.use_cuda else "cpu"
+            kwargs["device_map"] = {"": device}
         return model_class.from_pretrained(self.directory, dtype=dtype or self.precision.dtype, **kwargs)
+
+
+# Set by worker.training.fsdp.shard: the counts taken before sharding, when 4-bit weights still said
+# what they hold (a sharded one is a plain tensor of packed bytes).
+COUNTS_ATTRIBUTE = "tunery_parameter_counts"
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
     """(trainable, total) parameters; 4-bit weights count as the values they hold, not their bytes."""
+    counted = getattr(model, COUNTS_ATTRIBUTE, None)
+    if counted is not None:
+        return counted
     trainable = total = 0
     for parameter in model.parameters():
         n = parameter.numel()
         if getattr(parameter, "quant_state", None) is not None:
-            n *= 2  # bitsandbytes packs two 4-bit values into each uint8 element
+            # bitsandbytes packs two 4-bit values into each byte of its storage dtype (uint8, or the
+            # compute dtype under fsdp).
+            n *= 2 * parameter.element_size()
         total += n
         if parameter.requires_grad:
             trainable += n

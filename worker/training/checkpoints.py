@@ -130,6 +130,9 @@ class CheckpointCallback(TrainerCallback):
 
     def on_save(self, args, state, control, model=None, **kwargs):
         if not state.is_world_process_zero:
+            if _at_epoch_end(state) and model is not None:
+                # An fsdp run's ranks all send their shards of the epoch's artifact to rank 0.
+                self.save_artifact(model, self.spec.checkpoints_dir / f"step-{state.global_step}")
             return control
         step = state.global_step
         checkpoint_dir = Path(args.output_dir) / f"checkpoint-{step}"

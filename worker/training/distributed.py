@@ -1,11 +1,12 @@
-"""The trainer's side of a multi-process run (recipe `distributed: "ddp"`): one process a GPU, ranks
-that agree at each step.
+"""The trainer's side of a multi-process run (recipe `distributed: "ddp"` or `"fsdp"`): one process a
+GPU, ranks that agree at each step.
 
 The worker's supervisor starts the ranks (worker/supervisor.py) with RANK, LOCAL_RANK, WORLD_SIZE and
 TUNERY_RENDEZVOUS, a file that no other run uses: the ranks meet through it (torch's FileStore), so
 no rendezvous server listens on any address, and gloo's own connections stay on loopback
 (GLOO_SOCKET_IFNAME=lo). The process group is made here before the Trainer starts; accelerate finds
-it and wraps the model in DistributedDataParallel, which averages the gradients of the ranks.
+it and wraps the model in DistributedDataParallel, which averages the gradients of the ranks (ddp),
+or the run shards the model itself over it (fsdp: worker/training/fsdp.py).
 
 Rank 0 alone speaks for the run: its stdout is the protocol stream (the others' goes nowhere) and it
 alone writes artifacts and result files. Decisions taken from the clock or a signal (a timed
@@ -38,19 +39,23 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def init_process_group() -> None:
-    """Join the run's other ranks; nothing for a one-process run."""
-    if world_size() <= 1:
+def init_process_group(alone_too: bool = False) -> None:
+    """Join the run's other ranks; nothing for a one-process run, unless `alone_too` (fsdp on one GPU,
+    for its CPU offload, still needs a process group: one of its own, met through a file of its own)."""
+    if world_size() <= 1 and not alone_too:
         return
+    import tempfile
+
     import torch
     import torch.distributed as dist
 
     use_cuda = torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    rendezvous = os.environ.get(RENDEZVOUS_ENV) or os.path.join(tempfile.mkdtemp(), "rendezvous")
     dist.init_process_group(
         "nccl" if use_cuda else "gloo",
-        init_method="file://" + os.environ[RENDEZVOUS_ENV],
+        init_method="file://" + rendezvous,
         rank=rank(),
         world_size=world_size(),
     )

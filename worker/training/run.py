@@ -14,7 +14,7 @@ from typing import Any
 from transformers import AutoTokenizer, set_seed
 
 from catalog.methods import method as method_row
-from worker.training import distributed
+from worker.training import distributed, fsdp
 from worker.training.artifacts import (
     StoppedOutcome,
     TrainingOutcome,
@@ -44,8 +44,9 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
     # From the start: a pause that arrives while the model loads stops after the first step.
     stop = StopRequest()
     stop.install()
-    # A distributed run's ranks meet before anything else (a no-op in one process).
-    distributed.init_process_group()
+    # A distributed run's ranks meet before anything else (a no-op in one process but for fsdp's).
+    sharded = spec.recipe.distributed == "fsdp"
+    distributed.init_process_group(alone_too=sharded)
     # Seeds python, numpy and torch: adapter initialisation, dropout and data order follow spec.seed.
     set_seed(spec.seed)
     recipe_family = get_recipe(spec.recipe.type)
@@ -67,12 +68,16 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
     if model.config.pad_token_id is None:
         # Sequence classifiers find each example's last token through the pad id.
         model.config.pad_token_id = tokenizer.pad_token_id
+    if sharded:
+        fsdp.leave_placement_to_fsdp(model)
 
     def export(trained: Any, directory: Path) -> Path:
-        # Every rank holds the whole trained model: rank 0 writes it, the others only know where.
+        # Called on every rank. ddp: every rank holds the whole trained model, rank 0 writes it. fsdp:
+        # every rank sends its shards to rank 0 (an adapter's only), which writes what they make.
+        state = fsdp.full_state(trained, trainable_only=spec.recipe.is_peft) if sharded else None
         if not distributed.is_main():
             return directory
-        return save_artifact(trained, tokenizer, spec, directory, data.labels)
+        return save_artifact(trained, tokenizer, spec, directory, data.labels, state_dict=state)
 
     progress_callback = ProgressCallback(
         progress,
@@ -92,6 +97,8 @@ def train(spec: TrainingSpec, progress: ProgressWriter) -> TrainingOutcome | Sto
     if spec.recipe.compile:
         callbacks.append(CompileWarmupCallback(progress))
     trainer = method.make_trainer(spec, model, tokenizer, data, args, callbacks, progress)
+    if sharded:
+        progress.message(fsdp.adopt(trainer, precision, cpu_offload=spec.recipe.fsdp_cpu_offload))
 
     if spec.resume_from and resumed_rows is not None:
         progress_callback.restore(resumed_rows)

@@ -21,7 +21,7 @@ from worker.training.spec import TrainingSpec
 
 def build(spec: TrainingSpec, base: BaseModel) -> Any:
     recipe = spec.recipe
-    quantization = _quantization(recipe.type, base)
+    quantization = _quantization(recipe.type, base, sharded=recipe.distributed == "fsdp")
     model = base.load(quantization_config=quantization)
     if quantization is not None:
         # Casts norms and the head to fp32 and makes the input embeddings' outputs require grad, which
@@ -48,7 +48,7 @@ def optimizer(spec: TrainingSpec, use_cuda: bool) -> str:
     return "adamw_torch"
 
 
-def _quantization(recipe_type: str, base: BaseModel) -> BitsAndBytesConfig | None:
+def _quantization(recipe_type: str, base: BaseModel, sharded: bool) -> BitsAndBytesConfig | None:
     if recipe_type == "qlora":
         # NF4 suits normally distributed weights; double quantization also quantizes the per-block
         # scales (~0.4 bit per weight saved). Matmuls run in bf16 where the GPU has it, else fp32.
@@ -58,6 +58,9 @@ def _quantization(recipe_type: str, base: BaseModel) -> BitsAndBytesConfig | Non
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
+            # FSDP shards and gathers float tensors only: under fsdp the packed 4-bit values are kept
+            # in the compute dtype (8 per fp32 element, 4 per bf16 one), which FSDP then gathers as is.
+            bnb_4bit_quant_storage=compute if sharded else torch.uint8,
         )
     if recipe_type == "lora_int8":
         return BitsAndBytesConfig(load_in_8bit=True)
