@@ -1,8 +1,8 @@
 """2-process DDP and 2-process FSDP against 1 process on the same data and seed: tokens/s, per-process
 peak memory, and the loss curves side by side (they should agree within a few percent).
 
-    python bench/distributed.py                        # the demo model (SmolLM2-135M-Instruct)
-    python bench/distributed.py --model-dir PATH --steps 8 --batch-size 4 --seq-len 128 --type full
+    python bench/fsdp.py                        # the demo model (SmolLM2-135M-Instruct)
+    python bench/fsdp.py --model-dir PATH --steps 8 --batch-size 4 --seq-len 128 --type full
 
 Both runs go through the worker's own supervisor (worker/supervisor.py, worker/ranks.py) and the
 trainer's protocol, as a job would: gloo on CPU, NCCL where there are 2 GPUs. Throughput counts the
