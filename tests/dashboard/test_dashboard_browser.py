@@ -21,7 +21,7 @@ from tests.dashboard.browser import chromium, wait_until
 from tests.support.processes import Cluster, trainer_pids
 from tests.support.tiny_model import toy_chat_examples, write_jsonl
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.alone]
 ADMIN_KEY = "tun-admin-dashboard-test-0123456789"
 # Where the job page's screenshot is kept after the run (git-ignored), named in the README.
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"

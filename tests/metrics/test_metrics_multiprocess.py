@@ -15,7 +15,7 @@ from tests.metrics.test_metrics_endpoint import samples
 from tests.support.processes import service_env, stop
 from tests.support.services import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.alone]
 ADMIN_KEY = "tun-admin-multiprocess-0123456789"
 
 
