@@ -21,7 +21,7 @@ from transformers import AutoTokenizer
 from tests.conftest import TINY_MODEL
 from tests.e2e.test_fine_tune_with_openai_sdk import service, wait_for_terminal  # noqa: F401
 from tests.support.processes import LiveService
-from tests.support.tiny_model import FRUIT_COLOURS, SYSTEM_PROMPT, write_jsonl
+from tests.support.tiny_model import toy_reinforcement_prompts, write_jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 GRADER = {
@@ -41,17 +41,7 @@ def backend() -> str:
 
 
 def prompts(n: int) -> list[dict]:
-    fruits = list(FRUIT_COLOURS)
-    return [
-        {
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": f"What colour is a {fruits[i % len(fruits)]}?"},
-            ],
-            "answer": "red",
-        }
-        for i in range(n)
-    ]
+    return toy_reinforcement_prompts(n, field="answer")
 
 
 def test_reinforcement_job_raises_its_mean_reward_end_to_end(

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -115,14 +116,15 @@ def assert_finished_like_a_clean_run(client: OpenAI, job_id: str, steps: int = S
     assert sum(m.startswith("New fine-tuned model created") for m in messages(client, job_id)) == 1
 
 
-def test_a_killed_worker_and_trainer_lose_only_the_steps_since_the_last_checkpoint(cluster: Cluster) -> None:
-    cluster.start_api()
-    doomed = cluster.start_worker()
-    client = sdk(cluster)
-    job_id = create_job(client)
+def kill_worker_then_resume_on_another(
+    cluster: Cluster, client: OpenAI, doomed: subprocess.Popen, job_id: str, ranks: int | None = None
+) -> int:
+    """SIGKILL the worker and its trainer processes (`ranks` of them, when given) at step 12, start a
+    fresh worker, wait for the job to succeed there, and return the step it resumed from."""
     wait(lambda: last_step(client, job_id) >= 12, "step 12", cluster)
     trainers = trainer_pids(job_id)
     assert trainers, "no trainer process found"
+    assert ranks is None or len(trainers) == ranks, trainers
     doomed.send_signal(signal.SIGKILL)
     for pid in trainers:
         os.kill(pid, signal.SIGKILL)
@@ -135,8 +137,17 @@ def test_a_killed_worker_and_trainer_lose_only_the_steps_since_the_last_checkpoi
         m for m in history if m.startswith("Worker lost; the job is queued again to resume from step")
     )
     resumed_at = int(lost.rsplit(" ", 1)[1])
-    assert resumed_at >= 10  # checkpoints every 5 steps: at most the steps since the last one are lost
     assert f"Fine-tuning job resumed from the checkpoint at step {resumed_at} (attempt 2 of 3)" in history
+    return resumed_at
+
+
+def test_a_killed_worker_and_trainer_lose_only_the_steps_since_the_last_checkpoint(cluster: Cluster) -> None:
+    cluster.start_api()
+    doomed = cluster.start_worker()
+    client = sdk(cluster)
+    job_id = create_job(client)
+    resumed_at = kill_worker_then_resume_on_another(cluster, client, doomed, job_id)
+    assert resumed_at >= 10  # checkpoints every 5 steps: at most the steps since the last one are lost
     assert_finished_like_a_clean_run(client, job_id)
 
 
@@ -149,23 +160,8 @@ def test_a_killed_worker_and_its_fsdp_ranks_lose_only_the_steps_since_the_last_c
     # 32 examples, 2 a step (one on each rank), 3 epochs: 48 steps; a gathered checkpoint every 5.
     recipe = {"type": "lora", "max_seq_length": 64, "distributed": "fsdp", "num_gpus": 2}
     job_id = create_job(client, batch_size=2, recipe=recipe)
-    wait(lambda: last_step(client, job_id) >= 12, "step 12", cluster)
-    trainers = trainer_pids(job_id)
-    assert len(trainers) == 2, trainers
-    doomed.send_signal(signal.SIGKILL)
-    for pid in trainers:
-        os.kill(pid, signal.SIGKILL)
-    doomed.wait()
-
-    cluster.start_worker()
-    wait(lambda: status(client, job_id) == "succeeded", "the job to finish on the new worker", cluster)
-    history = messages(client, job_id)
-    lost = next(
-        m for m in history if m.startswith("Worker lost; the job is queued again to resume from step")
-    )
-    resumed_at = int(lost.rsplit(" ", 1)[1])
+    resumed_at = kill_worker_then_resume_on_another(cluster, client, doomed, job_id, ranks=2)
     assert resumed_at >= 10
-    assert f"Fine-tuning job resumed from the checkpoint at step {resumed_at} (attempt 2 of 3)" in history
     assert_finished_like_a_clean_run(client, job_id, steps=48)
 
 

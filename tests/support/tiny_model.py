@@ -171,6 +171,22 @@ def toy_preference_examples(n: int) -> list[dict[str, Any]]:
     return examples
 
 
+def toy_reinforcement_prompts(n: int, field: str = "word") -> list[dict[str, Any]]:
+    """`n` lines in OpenAI's reinforcement format: a colour question, and the word a grader wants
+    ("red", whatever the fruit: a target the tiny random model rarely hits) under `field`."""
+    fruits = list(FRUIT_COLOURS)
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": f"What colour is a {fruits[index % len(fruits)]}?"},
+            ],
+            field: "red",
+        }
+        for index in range(n)
+    ]
+
+
 def toy_classification_examples(n: int) -> list[dict[str, Any]]:
     """`n` lines of {"text", "label"}: a fruit labelled with its colour.
 

@@ -11,7 +11,7 @@ import torch
 from transformers import set_seed
 
 from catalog.recipes import RECIPE_TYPE_NAMES, RECIPE_TYPES
-from tests.support.tiny_model import FRUIT_COLOURS, SYSTEM_PROMPT, write_jsonl
+from tests.support.tiny_model import toy_reinforcement_prompts, write_jsonl
 from tests.training.test_recipes import LEARNING_RATES, build, trainable
 from tests.training.trainer_runs import toy_spec, train_in_process
 from worker.training.artifacts import TrainingOutcome
@@ -29,17 +29,7 @@ RED = {
 
 
 def prompts(n: int) -> list[dict]:
-    fruits = list(FRUIT_COLOURS)
-    return [
-        {
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": f"What colour is a {fruits[i % len(fruits)]}?"},
-            ],
-            "word": "red",
-        }
-        for i in range(n)
-    ]
+    return toy_reinforcement_prompts(n)
 
 
 def reinforcement_spec(directory: Path, model_dir: Path, **overrides):  # type: ignore[no-untyped-def]
