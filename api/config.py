@@ -195,6 +195,11 @@ class Settings(BaseSettings):
         description="A bearer token that may read GET /metrics (for a Prometheus scraper) besides the admin "
         "key. Unset: only admin keys may.",
     )
+    ray_address: str | None = Field(
+        default=None,
+        description="The Ray cluster that trains jobs with recipe num_nodes above 1: its head's dashboard "
+        "(Job Submission API), http://ray-head:8265. Unset: such jobs are refused at create.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
 

@@ -129,7 +129,7 @@ def run_trainer(
         finally:
             if watcher:
                 watcher.finish()
-    return TrainerExit(returncode, final, _tail(log_path), watcher.action if watcher else Action.CONTINUE)
+    return TrainerExit(returncode, final, log_tail(log_path), watcher.action if watcher else Action.CONTINUE)
 
 
 class _Watcher:
@@ -184,6 +184,6 @@ def read_line(raw: bytes) -> TrainerEvent | UnreadableLine:
         return UnreadableLine(line=line, problem=str(error))
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def log_tail(path: Path, lines: int = 20) -> str:
     with path.open("rb") as stream:
         return b"".join(deque(stream, maxlen=lines)).decode("utf-8", "replace")

@@ -95,7 +95,7 @@ def create_job(
     if base is None:
         raise model_not_found(request.model, param="model")
     _check_recipe_fits(recipe, base)
-    _check_distribution_trains(recipe, method_type)
+    _check_distribution_trains(settings, recipe, method_type)
     # Refused now, saying what it needs, if no GPU pool can hold it; else the pool that trains it.
     pool = estimates.place(
         session, settings, base, method_type, hyperparameters, Recipe.from_dict(recipe.model_dump())
@@ -269,9 +269,9 @@ def _check_recipe_fits(recipe: RecipeIn, base: BaseModelEntry) -> None:
         )
 
 
-def _check_distribution_trains(recipe: RecipeIn, method_type: str) -> None:
-    """What estimates accept but the trainer does not run yet: reinforcement under FSDP (its ranks
-    would have to sample answers in lockstep), and more than one machine."""
+def _check_distribution_trains(settings: Settings, recipe: RecipeIn, method_type: str) -> None:
+    """What estimates accept but the trainer does not run: reinforcement under FSDP (its ranks would
+    have to sample answers in lockstep), and more than one machine where no Ray cluster is configured."""
     if recipe.distributed == "fsdp" and method_type == "reinforcement":
         raise InvalidRequest(
             "recipe.distributed 'fsdp' does not train the reinforcement method yet; use 'ddp', or a "
@@ -279,9 +279,10 @@ def _check_distribution_trains(recipe: RecipeIn, method_type: str) -> None:
             param="recipe.distributed",
             code="invalid_recipe",
         )
-    if recipe.num_nodes > 1:
+    if recipe.num_nodes > 1 and settings.ray_address is None:
         raise InvalidRequest(
-            "recipe.num_nodes above 1 is not trained yet (estimates accept it); use num_gpus on one machine.",
+            f"recipe.num_nodes {recipe.num_nodes} needs a Ray cluster, and this service has none "
+            "(TUNERY_RAY_ADDRESS is unset); use num_gpus on one machine, or ask the operator for one.",
             param="recipe.num_nodes",
             code="invalid_recipe",
         )

@@ -63,5 +63,13 @@ def _train(rt: Runtime, job_id: str) -> TrainerExit:
 
     watch = Watch(decide, interval=rt.settings.heartbeat_seconds)
     recipe = TrainingSpec.read(spec_path).recipe
+    if recipe.num_nodes > 1:
+        if rt.settings.ray_address is None:
+            raise RuntimeError("recipe.num_nodes above 1 needs a Ray cluster: set TUNERY_RAY_ADDRESS")
+        # Imported here: only a worker that drives a cluster needs Ray's client (the cluster extra).
+        from worker.cluster.driver import run_on_cluster
+
+        log_path = workdir(rt, job_id) / "trainer.log"
+        return run_on_cluster(rt.settings.ray_address, job_id, spec_path, log_path, on_event, watch)
     processes = recipe.processes if recipe.distributed != "none" else 1
     return run_trainer(spec_path, workdir(rt, job_id) / "trainer.log", on_event, watch, processes)

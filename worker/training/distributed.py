@@ -4,9 +4,11 @@ GPU, ranks that agree at each step.
 The worker's supervisor starts the ranks (worker/supervisor.py) with RANK, LOCAL_RANK, WORLD_SIZE and
 TUNERY_RENDEZVOUS, a file that no other run uses: the ranks meet through it (torch's FileStore), so
 no rendezvous server listens on any address, and gloo's own connections stay on loopback
-(GLOO_SOCKET_IFNAME=lo). The process group is made here before the Trainer starts; accelerate finds
-it and wraps the model in DistributedDataParallel, which averages the gradients of the ranks (ddp),
-or the run shards the model itself over it (fsdp: worker/training/fsdp.py).
+(GLOO_SOCKET_IFNAME=lo). Ranks on several machines (recipe num_nodes > 1, worker/cluster/) get
+MASTER_ADDR and MASTER_PORT instead and meet at rank 0's TCP store. The process group is made here
+before the Trainer starts; accelerate finds it and wraps the model in DistributedDataParallel, which
+averages the gradients of the ranks (ddp), or the run shards the model itself over it (fsdp:
+worker/training/fsdp.py).
 
 Rank 0 alone speaks for the run: its stdout is the protocol stream (the others' goes nowhere) and it
 alone writes artifacts and result files. Decisions taken from the clock or a signal (a timed
@@ -52,12 +54,15 @@ def init_process_group(alone_too: bool = False) -> None:
     use_cuda = torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    rendezvous = os.environ.get(RENDEZVOUS_ENV) or os.path.join(tempfile.mkdtemp(), "rendezvous")
+    rendezvous = os.environ.get(RENDEZVOUS_ENV)
+    if rendezvous is None and world_size() > 1 and "MASTER_ADDR" in os.environ:
+        # Ranks on several machines (worker/cluster/rank.py): no file they all see, so they meet at
+        # rank 0's TCP store, on the address and port the cluster gave it.
+        init_method = "env://"
+    else:
+        init_method = "file://" + (rendezvous or os.path.join(tempfile.mkdtemp(), "rendezvous"))
     dist.init_process_group(
-        "nccl" if use_cuda else "gloo",
-        init_method="file://" + rendezvous,
-        rank=rank(),
-        world_size=world_size(),
+        "nccl" if use_cuda else "gloo", init_method=init_method, rank=rank(), world_size=world_size()
     )
 
 

@@ -1,0 +1,119 @@
+"""Jobs with recipe num_nodes 2 on a Ray cluster of two CPU nodes (gloo), each node in a network
+namespace of the test's own, driven through the API with the official openai SDK: an FSDP job over
+2 nodes x 1 process trains and its adapter loads; a node killed mid-run fails the attempt cleanly,
+saying what failed, with no process left behind; and nothing of it touches the machine's address."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from tests.conftest import TINY_MODEL
+from tests.e2e.test_fine_tune_with_openai_sdk import assert_adapter_generates, wait_for_terminal
+from tests.support.processes import LiveService, trainer_pids
+from tests.support.ray_cluster import RayCluster, SocketWatch, namespace_pids
+from tests.support.tiny_model import toy_chat_examples, write_jsonl
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+TWO_NODES = {"type": "lora", "distributed": "fsdp", "num_gpus": 1, "num_nodes": 2}
+
+
+@contextmanager
+def watching_sockets(cluster: RayCluster) -> Iterator[SocketWatch]:
+    watch = SocketWatch(cluster)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(1.0):
+            watch.sample()
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield watch
+    finally:
+        done.set()
+        sampler.join(timeout=30)
+
+
+def create_job(client: OpenAI, tmp_path: Path, n_epochs: int) -> str:
+    dataset = write_jsonl(tmp_path / "fruit.jsonl", toy_chat_examples(24))
+    uploaded = client.files.create(file=dataset.open("rb"), purpose="fine-tune")
+    created = client.fine_tuning.jobs.create(
+        model=TINY_MODEL,
+        training_file=uploaded.id,
+        hyperparameters={"n_epochs": n_epochs, "batch_size": 4, "learning_rate_multiplier": 25},
+        extra_body={"recipe": TWO_NODES},
+    )
+    return created.id
+
+
+def events(client: OpenAI, job_id: str) -> list[str]:
+    return [e.message for e in client.fine_tuning.jobs.list_events(job_id, limit=1000)]
+
+
+def test_an_fsdp_job_over_two_nodes_succeeds_and_talks_only_to_the_test_hosts(
+    cluster: RayCluster, cluster_service: LiveService, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    client = OpenAI(base_url=cluster_service.base_url, api_key=cluster_service.api_key)
+    with watching_sockets(cluster) as sockets:
+        job_id = create_job(client, tmp_path, n_epochs=2)
+        job, _ = wait_for_terminal(client, job_id, cluster_service, timeout=420)
+
+    assert job.status == "succeeded", f"{job.error}\n{cluster_service.log_tail()}"
+    messages = events(client, job.id)
+    sharded = "fsdp: 2 LlamaDecoderLayer blocks and the root sharded over 2 ranks"
+    assert any(m.startswith(sharded) for m in messages), messages
+    assert any(m.startswith("Step ") for m in messages), "no metrics relayed from the cluster"
+    archive = httpx.get(
+        f"{cluster_service.base_url}/fine_tuning/jobs/{job.id}/adapter",
+        headers={"Authorization": f"Bearer {cluster_service.api_key}"},
+        timeout=30,
+    )
+    assert archive.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:") as tar:
+        tar.extractall(tmp_path / "download", filter="data")
+    assert_adapter_generates(tiny_model_dir, tmp_path / "download" / "adapter")
+    # The rule of this machine, checked with `ss` while the job ran.
+    assert sockets.offending == [], "\n".join(sockets.offending[:20])
+    assert sockets.driver_connections > 0, "never saw the driver's connection to the head"
+    assert sockets.cross_node_connections > 0, "never saw the nodes talk to each other"
+
+
+def test_a_killed_node_fails_the_attempt_cleanly(
+    cluster: RayCluster, cluster_service: LiveService, tmp_path: Path
+) -> None:
+    client = OpenAI(base_url=cluster_service.base_url, api_key=cluster_service.api_key)
+    job_id = create_job(client, tmp_path, n_epochs=40)
+    deadline = time.monotonic() + 300
+    while not any(m.startswith("Step ") for m in events(client, job_id)):
+        assert time.monotonic() < deadline, f"the job never trained:\n{cluster_service.log_tail()}"
+        assert client.fine_tuning.jobs.retrieve(job_id).status not in ("failed", "cancelled")
+        time.sleep(1)
+
+    with watching_sockets(cluster) as sockets:
+        killed = cluster.kill_node(1)
+        assert killed, "node 1 had no processes to kill"
+        job, _ = wait_for_terminal(client, job_id, cluster_service, timeout=300)
+
+    assert job.status == "failed", f"{job.status}\n{cluster_service.log_tail()}"
+    assert job.error is not None
+    assert "rank" in job.error.message, job.error.message
+    failure = [m for m in events(client, job_id) if m.startswith("Fine-tuning job failed")]
+    assert failure and "rank" in failure[0], failure
+    deadline = time.monotonic() + 30
+    while (left := trainer_pids(job_id)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == [], f"trainer processes left behind: {left}"
+    assert namespace_pids(cluster.nodes[1].namespace) == []
+    assert sockets.offending == [], "\n".join(sockets.offending[:20])

@@ -1,0 +1,180 @@
+"""The worker as the driver of a multi-node run: the run submitted to the Ray cluster at
+TUNERY_RAY_ADDRESS as a Ray job, its log followed, its protocol lines relayed, cancel and pause
+enforced, and its end told in the same `TrainerExit` a local trainer's end is.
+
+Everything goes through Ray's Job Submission API (HTTP and a websocket to the head's dashboard port):
+the worker joins no Ray cluster and needs no Ray version of its own beyond the client. The job's log
+is kept as the job's trainer.log; its lines that carry protocol events are read with the supervisor's
+`read_line`, so a run on the cluster reaches the job's events and metrics as a local one does.
+
+- cancel (or the job lost to another worker): the Ray job is stopped, which kills its entrypoint;
+  Ray then ends the run's actors, and each rank's trainer dies with its Ray worker.
+- pause (or the worker shutting down): a second, tiny Ray job (stop.py) asks every rank to send its
+  trainer SIGTERM, so the run checkpoints and stops as a local one does; a run still going after the
+  watch's stop_grace is stopped outright.
+- a run of the same job that an earlier worker left on the cluster is stopped before this one starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from worker.cluster.channel import PROGRESS_PREFIX, channel_name
+from worker.supervisor import Action, TrainerExit, UnreadableLine, Watch, log_tail, read_line
+from worker.training.progress import FINAL_EVENTS, Completed, Failed, Stopped, TrainerEvent
+
+log = logging.getLogger("tunery.worker.cluster")
+
+JOB_METADATA_KEY = "tunery_job"
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def run_on_cluster(
+    address: str,
+    job_id: str,
+    spec_path: Path,
+    log_path: Path,
+    on_event: Callable[[TrainerEvent | UnreadableLine], None],
+    watch: Watch,
+) -> TrainerExit:
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    stop_earlier_runs(client, job_id)
+    submission_id = f"tunery-{job_id}-{uuid.uuid4().hex[:8]}"
+    channel = channel_name(submission_id)
+    client.submit_job(
+        entrypoint=f"python -m worker.cluster.entrypoint {shlex.quote(str(spec_path))} {channel}",
+        submission_id=submission_id,
+        metadata={JOB_METADATA_KEY: job_id},
+    )
+    log.info("job %s: submitted to the Ray cluster at %s as %s", job_id, address, submission_id)
+    watcher = _Watcher(client, submission_id, channel, watch)
+    final: Completed | Failed | Stopped | None = None
+    try:
+        with log_path.open("a", encoding="utf-8") as job_log:
+            relay = _Relay(on_event, job_log, watcher)
+            try:
+                asyncio.run(relay.follow(client, submission_id))
+                returncode, lost = _ending(client, submission_id)
+            except Exception as error:  # the head went away, or answers no more
+                log.exception("job %s: lost the Ray cluster while following %s", job_id, submission_id)
+                with contextlib.suppress(Exception):
+                    client.stop_job(submission_id)
+                returncode, lost = 1, f"lost the Ray cluster at {address}: {type(error).__name__}: {error}"
+            final = relay.final
+    finally:
+        watcher.finish()
+    if watcher.action is not Action.KILL and returncode != 0 and not isinstance(final, Failed):
+        final = Failed(code="training_error", message=lost or f"the Ray job {submission_id} failed")
+    return TrainerExit(returncode, final, log_tail(log_path), watcher.action)
+
+
+def stop_earlier_runs(client: Any, job_id: str) -> None:
+    for details in client.list_jobs():
+        metadata = details.metadata or {}
+        if metadata.get(JOB_METADATA_KEY) == job_id and str(details.status) not in TERMINAL:
+            log.warning("job %s: stopping its earlier Ray job %s", job_id, details.submission_id)
+            client.stop_job(details.submission_id)
+
+
+class _Relay:
+    def __init__(
+        self,
+        on_event: Callable[[TrainerEvent | UnreadableLine], None],
+        job_log: IO[str],
+        watcher: _Watcher,
+    ) -> None:
+        self.on_event = on_event
+        self.job_log = job_log
+        self.watcher = watcher
+        self.final: Completed | Failed | Stopped | None = None
+
+    async def follow(self, client: Any, submission_id: str) -> None:
+        pending = ""
+        async for chunk in client.tail_job_logs(submission_id):
+            pending += chunk
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                self.line(line)
+        if pending:
+            self.line(pending)
+
+    def line(self, line: str) -> None:
+        if not line.startswith(PROGRESS_PREFIX):
+            self.job_log.write(line + "\n")
+            self.job_log.flush()
+            return
+        event = read_line(line[len(PROGRESS_PREFIX) :].encode())
+        if isinstance(event, FINAL_EVENTS):
+            self.final = event
+        if self.watcher.action is Action.KILL:
+            return  # cancelled, or no longer ours: what the run still says is moot (as in supervisor.py)
+        self.on_event(event)
+
+
+def _ending(client: Any, submission_id: str, wait: float = 30.0) -> tuple[int, str]:
+    """The entrypoint's exit status once the job is over, and Ray's word on it when it failed."""
+    deadline = time.monotonic() + wait
+    info = client.get_job_info(submission_id)
+    while str(info.status) not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.5)
+        info = client.get_job_info(submission_id)
+    status = str(info.status)
+    if status == "SUCCEEDED":
+        return 0, ""
+    code = info.driver_exit_code
+    message = f"the Ray job {submission_id} ended {status}: {info.message or 'no message'}"
+    return (code if code not in (None, 0) else 1), message
+
+
+class _Watcher:
+    """Asks `watch.decide` every interval what to do, and does it to the Ray job."""
+
+    def __init__(self, client: Any, submission_id: str, channel: str, watch: Watch) -> None:
+        self.client = client
+        self.submission_id = submission_id
+        self.channel = channel
+        self.watch = watch
+        self.action = Action.CONTINUE
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cluster-watch", daemon=True)
+        self._thread.start()
+
+    def finish(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=self.watch.interval + 5)
+
+    def _run(self) -> None:
+        stop_sent_at: float | None = None
+        while not self._done.wait(self.watch.interval):
+            try:
+                action = self.watch.decide()
+                if action is Action.KILL:
+                    self.action = Action.KILL
+                    self.client.stop_job(self.submission_id)
+                    return
+                if action is Action.STOP and stop_sent_at is None:
+                    self.action = Action.STOP
+                    self.client.submit_job(
+                        entrypoint=f"python -m worker.cluster.stop {self.channel}",
+                        submission_id=f"{self.submission_id}-stop-{uuid.uuid4().hex[:4]}",
+                    )
+                    stop_sent_at = time.monotonic()
+                if stop_sent_at is not None and time.monotonic() - stop_sent_at > self.watch.stop_grace:
+                    grace = self.watch.stop_grace
+                    log.warning("run %s did not stop within %.0f s; stopping it", self.submission_id, grace)
+                    self.client.stop_job(self.submission_id)
+                    return
+            except Exception:
+                # A database or cluster blip must not kill a long run; the lease has slack for a few misses.
+                log.exception("cluster watch failed; will try again")
