@@ -6,10 +6,11 @@ saying what failed, with no process left behind; and nothing of it touches the m
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,6 +63,28 @@ def events(client: OpenAI, job_id: str) -> list[str]:
     return [e.message for e in client.fine_tuning.jobs.list_events(job_id, limit=1000)]
 
 
+def trained(client: OpenAI, job_id: str) -> bool:
+    return any(m.startswith("Step ") for m in events(client, job_id))
+
+
+def wait_until(what: str, condition: Callable[[], bool], service: LiveService, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen in {timeout}s:\n{service.log_tail()}"
+        time.sleep(1)
+
+
+def ray_jobs_running(cluster: RayCluster, job_id: str) -> list[str]:
+    from ray.job_submission import JobSubmissionClient
+
+    return [
+        str(details.submission_id)
+        for details in JobSubmissionClient(cluster.address).list_jobs()
+        if (details.metadata or {}).get("tunery_job") == job_id
+        and str(details.status) not in ("SUCCEEDED", "FAILED", "STOPPED")
+    ]
+
+
 def test_an_fsdp_job_over_two_nodes_succeeds_and_talks_only_to_the_test_hosts(
     cluster: RayCluster, cluster_service: LiveService, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -95,11 +118,7 @@ def test_a_killed_node_fails_the_attempt_cleanly(
 ) -> None:
     client = OpenAI(base_url=cluster_service.base_url, api_key=cluster_service.api_key)
     job_id = create_job(client, tmp_path, n_epochs=40)
-    deadline = time.monotonic() + 300
-    while not any(m.startswith("Step ") for m in events(client, job_id)):
-        assert time.monotonic() < deadline, f"the job never trained:\n{cluster_service.log_tail()}"
-        assert client.fine_tuning.jobs.retrieve(job_id).status not in ("failed", "cancelled")
-        time.sleep(1)
+    wait_until("training", lambda: trained(client, job_id), cluster_service)
 
     with watching_sockets(cluster) as sockets:
         killed = cluster.kill_node(1)
@@ -108,12 +127,44 @@ def test_a_killed_node_fails_the_attempt_cleanly(
 
     assert job.status == "failed", f"{job.status}\n{cluster_service.log_tail()}"
     assert job.error is not None
-    assert "rank" in job.error.message, job.error.message
+    # What failed, the cause first: the killed node's rank, then rank 0 meeting it gone.
+    lost = re.compile(r"^rank [01] of 2 was lost with its Ray worker \(its node died or was stopped\)")
+    assert lost.match(job.error.message), job.error.message
     failure = [m for m in events(client, job_id) if m.startswith("Fine-tuning job failed")]
-    assert failure and "rank" in failure[0], failure
+    assert failure and "was lost with its Ray worker" in failure[0], failure
     deadline = time.monotonic() + 30
     while (left := trainer_pids(job_id)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert left == [], f"trainer processes left behind: {left}"
     assert namespace_pids(cluster.nodes[1].namespace) == []
     assert sockets.offending == [], "\n".join(sockets.offending[:20])
+
+
+def test_pause_checkpoints_the_run_on_the_cluster_and_resume_and_cancel_follow(
+    cluster: RayCluster, cluster_service: LiveService, tmp_path: Path
+) -> None:
+    client = OpenAI(base_url=cluster_service.base_url, api_key=cluster_service.api_key)
+    job_id = create_job(client, tmp_path, n_epochs=40)
+    wait_until("training", lambda: trained(client, job_id), cluster_service)
+
+    client.fine_tuning.jobs.pause(job_id)
+    paused = re.compile(r"^Paused at step (\d+): checkpoint saved$")
+    wait_until("the pause", lambda: any(paused.match(m) for m in events(client, job_id)), cluster_service)
+    assert client.fine_tuning.jobs.retrieve(job_id).status == "paused"
+    assert ray_jobs_running(cluster, job_id) == []
+    assert trainer_pids(job_id) == []
+    step = max(int(match.group(1)) for m in events(client, job_id) if (match := paused.match(m)))
+
+    client.fine_tuning.jobs.resume(job_id)
+    later = re.compile(r"^Step (\d+)/")
+
+    def trains_past_the_pause() -> bool:
+        return any((match := later.match(m)) and int(match.group(1)) > step for m in events(client, job_id))
+
+    wait_until("training after the resume", trains_past_the_pause, cluster_service)
+    client.fine_tuning.jobs.cancel(job_id)
+    job, _ = wait_for_terminal(client, job_id, cluster_service, timeout=120)
+
+    assert job.status == "cancelled"
+    wait_until("the Ray job's end", lambda: ray_jobs_running(cluster, job_id) == [], cluster_service, 60)
+    wait_until("the trainers' end", lambda: trainer_pids(job_id) == [], cluster_service, 60)

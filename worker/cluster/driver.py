@@ -133,8 +133,9 @@ def _ending(client: Any, submission_id: str, wait: float = 30.0) -> tuple[int, s
     if status == "SUCCEEDED":
         return 0, ""
     code = info.driver_exit_code
-    message = f"the Ray job {submission_id} ended {status}: {info.message or 'no message'}"
-    return (code if code not in (None, 0) else 1), message
+    # Ray's message quotes the whole log after its first line: that is in trainer.log already.
+    said = (info.message or "no message").strip().splitlines()[0][:500]
+    return (code if code not in (None, 0) else 1), f"the Ray job {submission_id} ended {status}: {said}"
 
 
 class _Watcher:

@@ -80,7 +80,8 @@ def run_rank(config: dict[str, Any]) -> None:
     if code != 0:
         tail = _tail(log_path)
         raise RankFailed(
-            f"rank {rank} of {world} on node {node} {describe(code)}" + (f". Its log ends: {tail}" if tail else "")
+            f"rank {rank} of {world} on node {node} {describe(code)}"
+            + (f". Its log ends: {tail}" if tail else "")
         )
 
 
