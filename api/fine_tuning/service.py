@@ -96,9 +96,14 @@ def create_job(
         raise model_not_found(request.model, param="model")
     _check_recipe_fits(recipe, base)
     _check_distribution_trains(settings, recipe, method_type)
-    # Refused now, saying what it needs, if no GPU pool can hold it; else the pool that trains it.
-    pool = estimates.place(
-        session, settings, base, method_type, hyperparameters, Recipe.from_dict(recipe.model_dump())
+    # Refused now, saying what it needs, if no GPU pool can hold it; else the pool that trains it. A
+    # multi-node job trains on the Ray cluster's GPUs: any worker of the default pool drives it.
+    pool = (
+        estimates.place(
+            session, settings, base, method_type, hyperparameters, Recipe.from_dict(recipe.model_dump())
+        )
+        if recipe.num_nodes == 1
+        else None
     )
     _check_file(session, caller, request.training_file, "training_file")
     if request.validation_file:
