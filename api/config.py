@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         description="The Ray cluster that trains jobs with recipe num_nodes above 1: its head's dashboard "
         "(Job Submission API), http://ray-head:8265. Unset: such jobs are refused at create.",
     )
+    ray_placement_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a multi-node run may wait for the Ray cluster to place its ranks before it "
+        "fails saying what it asked for and what the cluster has.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `tunery serve` and `tunery api` bind.")
     port: int = Field(default=8000, validation_alias="PORT", description="Port of the API (env PORT).")
 

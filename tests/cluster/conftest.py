@@ -35,6 +35,11 @@ def cluster_service(
 ) -> Iterator[LiveService]:
     """`tunery api` and `tunery worker`, the worker driving `cluster` (TUNERY_RAY_ADDRESS)."""
     ModelStore(settings.models_path).import_directory(tiny_model_dir, TINY_MODEL)
-    extra = {"TUNERY_RAY_ADDRESS": cluster.address, "RAY_USAGE_STATS_ENABLED": "0"}
+    extra = {
+        "TUNERY_RAY_ADDRESS": cluster.address,
+        # Placing two ranks takes seconds here; an unplaceable job should not take ten minutes.
+        "TUNERY_RAY_PLACEMENT_SECONDS": "60",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     with live_service(settings, tmp_path / "logs", extra_env=extra) as running:
         yield running

@@ -168,3 +168,25 @@ def test_pause_checkpoints_the_run_on_the_cluster_and_resume_and_cancel_follow(
     assert job.status == "cancelled"
     wait_until("the Ray job's end", lambda: ray_jobs_running(cluster, job_id) == [], cluster_service, 60)
     wait_until("the trainers' end", lambda: trainer_pids(job_id) == [], cluster_service, 60)
+
+
+def test_a_job_the_cluster_cannot_place_fails_saying_so(
+    cluster: RayCluster, cluster_service: LiveService, tmp_path: Path
+) -> None:
+    client = OpenAI(base_url=cluster_service.base_url, api_key=cluster_service.api_key)
+    dataset = write_jsonl(tmp_path / "fruit.jsonl", toy_chat_examples(24))
+    uploaded = client.files.create(file=dataset.open("rb"), purpose="fine-tune")
+    created = client.fine_tuning.jobs.create(
+        model=TINY_MODEL, training_file=uploaded.id, extra_body={"recipe": {**TWO_NODES, "num_nodes": 3}}
+    )
+    job, _ = wait_for_terminal(client, created.id, cluster_service, timeout=300)
+
+    assert job.status == "failed", cluster_service.log_tail()
+    assert job.error is not None
+    assert job.error.message.startswith(
+        "the Ray cluster could not place 3 ranks (1 CPU each, one a node) within 60 s: it has 2 live nodes"
+    ), job.error.message
+    messages = events(client, created.id)
+    assert any(m.startswith("Submitted to the Ray cluster at ") for m in messages), messages
+    assert "Waiting for the Ray cluster to place 3 ranks (1 CPU each, one a node)" in messages
+    wait_until("the Ray job's end", lambda: ray_jobs_running(cluster, created.id) == [], cluster_service, 60)

@@ -24,6 +24,7 @@ class RunChannel:
     def __init__(self) -> None:
         self._lines: list[str] = []
         self._stop = False
+        self._ranks_started = 0
 
     def push(self, line: str) -> None:
         self._lines.append(line)
@@ -31,6 +32,12 @@ class RunChannel:
     def pull(self) -> list[str]:
         lines, self._lines = self._lines, []
         return lines
+
+    def rank_started(self) -> None:
+        self._ranks_started += 1
+
+    def ranks_started(self) -> int:
+        return self._ranks_started
 
     def request_stop(self) -> None:
         self._stop = True

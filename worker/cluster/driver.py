@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from worker.cluster.channel import PROGRESS_PREFIX, channel_name
 from worker.supervisor import Action, TrainerExit, UnreadableLine, Watch, log_tail, read_line
-from worker.training.progress import FINAL_EVENTS, Completed, Failed, Stopped, TrainerEvent
+from worker.training.progress import FINAL_EVENTS, Completed, Failed, Message, Stopped, TrainerEvent
 
 log = logging.getLogger("tunery.worker.cluster")
 
@@ -40,6 +40,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 def run_on_cluster(
     address: str,
+    placement_seconds: float,
     job_id: str,
     spec_path: Path,
     log_path: Path,
@@ -48,16 +49,22 @@ def run_on_cluster(
 ) -> TrainerExit:
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(address)
-    stop_earlier_runs(client, job_id)
     submission_id = f"tunery-{job_id}-{uuid.uuid4().hex[:8]}"
     channel = channel_name(submission_id)
-    client.submit_job(
-        entrypoint=f"python -m worker.cluster.entrypoint {shlex.quote(str(spec_path))} {channel}",
-        submission_id=submission_id,
-        metadata={JOB_METADATA_KEY: job_id},
-    )
+    try:
+        client = JobSubmissionClient(address)
+        stop_earlier_runs(client, job_id)
+        client.submit_job(
+            entrypoint=f"python -m worker.cluster.entrypoint {shlex.quote(str(spec_path))} {channel} "
+            f"{placement_seconds}",
+            submission_id=submission_id,
+            metadata={JOB_METADATA_KEY: job_id},
+        )
+    except Exception as error:
+        message = f"the Ray cluster at {address} did not take the run: {type(error).__name__}: {error}"
+        return TrainerExit(1, Failed(code="training_error", message=message), "", Action.CONTINUE)
     log.info("job %s: submitted to the Ray cluster at %s as %s", job_id, address, submission_id)
+    on_event(Message(f"Submitted to the Ray cluster at {address} as Ray job {submission_id}"))
     watcher = _Watcher(client, submission_id, channel, watch)
     final: Completed | Failed | Stopped | None = None
     try:

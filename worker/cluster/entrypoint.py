@@ -1,10 +1,12 @@
-"""`python -m worker.cluster.entrypoint SPEC CHANNEL`: the entrypoint of a multi-node run's Ray job.
+"""`python -m worker.cluster.entrypoint SPEC CHANNEL PLACEMENT_SECONDS`: a multi-node run's Ray job.
 
 It runs a Ray Train `TorchTrainer` over recipe num_nodes x num_gpus workers, one rank each
 (rank.py), and prints rank 0's protocol lines, prefixed, as they arrive through the run's channel:
-the job's log is what the driver follows. A run that fails (a rank's trainer, or a node lost from
-the cluster) ends with one `failed` line saying what each failed rank met (rank 0's own `failed`
-line held back and folded in), the cause first.
+the job's log is what the driver follows. Ranks the cluster cannot place within PLACEMENT_SECONDS
+fail the run saying what it asked for and what the cluster has (Ray itself would wait for ever).
+A run that fails (a rank's trainer, or a node lost from the cluster) ends with one `failed` line
+saying what each failed rank met (rank 0's own `failed` line held back and folded in), the cause
+first.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import re
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from worker.cluster.channel import NAMESPACE, PROGRESS_PREFIX, RunChannel
 from worker.cluster.rank import run_rank
 from worker.training.progress import (
     Failed,
+    Message,
     ProgressWriter,
     ProtocolError,
     TrainerEvent,
@@ -36,8 +40,9 @@ RANK_FAILED = re.compile(r"rank \d+ of \d+ on node \S+ [^\n]*")
 
 
 def main(argv: list[str]) -> int:
-    spec_path, channel_name = Path(argv[0]), argv[1]
+    spec_path, channel_name, placement_seconds = Path(argv[0]), argv[1], float(argv[2])
     recipe = TrainingSpec.read(spec_path).recipe
+    world = recipe.num_nodes * recipe.num_gpus
     ray.init(namespace=NAMESPACE, log_to_driver=False)
     # On this node (the head, where Ray runs job entrypoints): a node lost mid-run must not take the
     # channel, and with it the run's last words, along.
@@ -46,9 +51,18 @@ def main(argv: list[str]) -> int:
     outcome: dict[str, Any] = {}
     fit = threading.Thread(target=_fit, args=(spec_path, recipe, channel, outcome), daemon=True)
     fit.start()
+    _say(Message(f"Waiting for the Ray cluster to place {world} ranks ({_placement(recipe)})"))
+    place_by = time.monotonic() + placement_seconds
+    placed = False
     rank0_failed: Failed | None = None
     while True:
         alive = fit.is_alive()
+        if not placed and alive:
+            placed = ray.get(channel.ranks_started.remote()) > 0
+            if not placed and time.monotonic() > place_by:
+                # Ray would wait for resources for ever (an autoscaler may bring them): we don't.
+                _say(Failed(code="training_error", message=_unplaceable(recipe, world, placement_seconds)))
+                return 1
         for line in ray.get(channel.pull.remote()):
             event = _event(line)
             if isinstance(event, Failed):
@@ -63,9 +77,29 @@ def main(argv: list[str]) -> int:
         traceback.print_exception(error, file=sys.stderr)  # the job's log, kept as trainer.log
     if error is None and rank0_failed is None:
         return 0
-    world = recipe.num_nodes * recipe.num_gpus
-    print(PROGRESS_PREFIX + _failed_line(_failure(error, rank0_failed, world)), flush=True)
+    _say(_failure(error, rank0_failed, world))
     return 1
+
+
+def _placement(recipe: Any) -> str:
+    per_rank = "1 GPU" if _use_gpu() else "1 CPU"
+    spread = "one a node" if recipe.num_gpus == 1 else f"{recipe.num_gpus} a node"
+    return f"{per_rank} each, {spread}"
+
+
+def _unplaceable(recipe: Any, world: int, seconds: float) -> str:
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    return (
+        f"the Ray cluster could not place {world} ranks ({_placement(recipe)}) within {seconds:.0f} s: "
+        f"it has {len(nodes)} live node{'s' if len(nodes) != 1 else ''} with {ray.cluster_resources()}. "
+        "Ask for fewer num_nodes or num_gpus, or grow the cluster's worker group."
+    )
+
+
+def _use_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _failure(error: BaseException | None, rank0: Failed | None, world: int) -> Failed:
@@ -88,9 +122,7 @@ def _fit(spec_path: Path, recipe: Any, channel: Any, outcome: dict[str, Any]) ->
     from ray.train.torch import TorchConfig, TorchTrainer
 
     try:
-        import torch
-
-        use_gpu = torch.cuda.is_available()
+        use_gpu = _use_gpu()
         trainer = TorchTrainer(
             run_rank,
             train_loop_config={"spec": str(spec_path), "channel": channel},
@@ -127,10 +159,11 @@ def _one_failure(rank: int, failure: BaseException, world: int) -> str:
     )
 
 
-def _failed_line(failed: Failed) -> str:
+def _say(event: TrainerEvent) -> None:
+    """One protocol line of the entrypoint's own, on the job's log."""
     stream = io.StringIO()
-    ProgressWriter(stream).emit(failed)
-    return stream.getvalue().rstrip("\n")
+    ProgressWriter(stream).emit(event)
+    print(PROGRESS_PREFIX + stream.getvalue().rstrip("\n"), flush=True)
 
 
 def _event(line: str) -> TrainerEvent | None:

@@ -38,6 +38,7 @@ def run_rank(config: dict[str, Any]) -> None:
     """Ray Train's train_loop_per_worker: `config` has the spec's path and the run's channel."""
     import ray.train
 
+    config["channel"].rank_started.remote()  # Ray placed the whole group: it starts no rank before
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     spec = Path(config["spec"])

@@ -70,6 +70,8 @@ def _train(rt: Runtime, job_id: str) -> TrainerExit:
         from worker.cluster.driver import run_on_cluster
 
         log_path = workdir(rt, job_id) / "trainer.log"
-        return run_on_cluster(rt.settings.ray_address, job_id, spec_path, log_path, on_event, watch)
+        settings = rt.settings
+        placement = settings.ray_placement_seconds
+        return run_on_cluster(settings.ray_address, placement, job_id, spec_path, log_path, on_event, watch)
     processes = recipe.processes if recipe.distributed != "none" else 1
     return run_trainer(spec_path, workdir(rt, job_id) / "trainer.log", on_event, watch, processes)
