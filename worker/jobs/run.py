@@ -63,15 +63,15 @@ def _train(rt: Runtime, job_id: str) -> TrainerExit:
 
     watch = Watch(decide, interval=rt.settings.heartbeat_seconds)
     recipe = TrainingSpec.read(spec_path).recipe
+    log_path = workdir(rt, job_id) / "trainer.log"
     if recipe.num_nodes > 1:
-        if rt.settings.ray_address is None:
+        address = rt.settings.ray_address
+        if address is None:
             raise RuntimeError("recipe.num_nodes above 1 needs a Ray cluster: set TUNERY_RAY_ADDRESS")
         # Imported here: only a worker that drives a cluster needs Ray's client (the cluster extra).
         from worker.cluster.driver import run_on_cluster
 
-        log_path = workdir(rt, job_id) / "trainer.log"
-        settings = rt.settings
-        placement = settings.ray_placement_seconds
-        return run_on_cluster(settings.ray_address, placement, job_id, spec_path, log_path, on_event, watch)
+        placement = rt.settings.ray_placement_seconds
+        return run_on_cluster(address, placement, job_id, spec_path, log_path, on_event, watch)
     processes = recipe.processes if recipe.distributed != "none" else 1
-    return run_trainer(spec_path, workdir(rt, job_id) / "trainer.log", on_event, watch, processes)
+    return run_trainer(spec_path, log_path, on_event, watch, processes)
