@@ -18,10 +18,13 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from api.config import Settings
+from api.models.store import ModelStore
 from tests.conftest import TINY_MODEL
 from tests.e2e.test_fine_tune_with_openai_sdk import assert_adapter_generates, wait_for_terminal
-from tests.support.processes import LiveService, trainer_pids
+from tests.support.processes import LiveService, live_service, trainer_pids
 from tests.support.ray_cluster import RayCluster, SocketWatch, namespace_pids
+from tests.support.services import free_port
 from tests.support.tiny_model import toy_chat_examples, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -190,3 +193,17 @@ def test_a_job_the_cluster_cannot_place_fails_saying_so(
     assert any(m.startswith("Submitted to the Ray cluster at ") for m in messages), messages
     assert "Waiting for the Ray cluster to place 3 ranks (1 CPU each, one a node)" in messages
     wait_until("the Ray job's end", lambda: ray_jobs_running(cluster, created.id) == [], cluster_service, 60)
+
+
+def test_a_cluster_that_does_not_answer_fails_the_job_saying_so(
+    settings: Settings, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    ModelStore(settings.models_path).import_directory(tiny_model_dir, TINY_MODEL)
+    address = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with live_service(settings, tmp_path / "logs", extra_env={"TUNERY_RAY_ADDRESS": address}) as service:
+        client = OpenAI(base_url=service.base_url, api_key=service.api_key)
+        job, _ = wait_for_terminal(client, create_job(client, tmp_path, n_epochs=1), service, timeout=180)
+
+    assert job.status == "failed"
+    assert job.error is not None
+    assert job.error.message.startswith(f"the Ray cluster at {address} did not take the run: "), job.error
