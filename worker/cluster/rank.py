@@ -67,7 +67,10 @@ def run_rank(config: dict[str, Any]) -> None:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    stopper = threading.Thread(target=_forward_stop, args=(process, config["channel"]), daemon=True)
+    stop_sent = threading.Event()
+    stopper = threading.Thread(
+        target=_forward_stop, args=(process, config["channel"], stop_sent), daemon=True
+    )
     stopper.start()
     try:
         if process.stdout is not None:
@@ -78,7 +81,9 @@ def run_rank(config: dict[str, Any]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # the trainer's own children too
         process.wait()
-    if code != 0:
+    # Asked to stop, a trainer may have stopped already: the other ranks' SIGTERM reached it first and
+    # they agreed to stop at a step. Ours then lands while it exits, and kills it. That is the stop.
+    if code != 0 and not (stop_sent.is_set() and code == -signal.SIGTERM):
         tail = _tail(log_path)
         raise RankFailed(
             f"rank {rank} of {world} on node {node} {describe(code)}"
@@ -101,13 +106,14 @@ def _meeting_point(rank: int) -> tuple[str, int]:
     return point[0], int(point[1])
 
 
-def _forward_stop(process: subprocess.Popen[bytes], channel: Any) -> None:
+def _forward_stop(process: subprocess.Popen[bytes], channel: Any, sent: threading.Event) -> None:
     """SIGTERM to the trainer once the driver asked the run to stop (the trainer checkpoints)."""
     import ray
 
     while process.poll() is None:
         try:
             if ray.get(channel.stop_requested.remote(), timeout=30):
+                sent.set()
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
                 return
