@@ -122,6 +122,16 @@ def interface_addresses(namespace: str | None = None) -> set[str]:
     }
 
 
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A 10.231.X.0/24 that no interface of the root namespace is on (tests may run side by side)."""
+    used = {ipaddress.ip_address(address) for address in interface_addresses() if ":" not in address}
+    for step in range(200):
+        subnet = ipaddress.ip_network(f"10.231.{(os.getpid() + step) % 200 + 20}.0/24")
+        if not any(address in subnet for address in used):
+            return subnet
+    raise RuntimeError("no free 10.231.X.0/24 subnet for a test cluster")
+
+
 def _ip(*args: str, namespace: str | None = None) -> None:
     command = ["ip", *args] if namespace is None else ["ip", "netns", "exec", namespace, "ip", *args]
     subprocess.run(command, check=True, capture_output=True)
@@ -130,7 +140,7 @@ def _ip(*args: str, namespace: str | None = None) -> None:
 @contextmanager
 def ray_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[RayCluster]:
     tag = f"{os.getpid() % 100000:05d}"
-    subnet = ipaddress.ip_network(f"10.231.{os.getpid() % 200 + 20}.0/24")
+    subnet = _free_subnet()
     hosts = list(subnet.hosts())
     temp = Path(tempfile.mkdtemp(prefix="tray", dir="/tmp"))  # short: Ray's unix sockets live here
     cluster = RayCluster(f"tr{tag}", subnet, f"tr{tag}br", str(hosts[0]), [], temp)
