@@ -244,13 +244,22 @@ def _pids_of(process: str) -> set[int]:
     return {int(part.split("=", 1)[1]) for part in process.split(",") if part.startswith("pid=")}
 
 
+def _commands(pids: set[int]) -> list[str]:
+    commands = []
+    for pid in sorted(pids):
+        with suppress(OSError):
+            commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
+    return commands
+
+
 WILDCARDS = {"*", "0.0.0.0", "::"}
 
 
 class SocketWatch:
     """Samples `ss` in the root namespace and in each node's while a test runs, keeping what breaks
-    the machine's rule: a socket on the machine's own interface address, a listener of ours on every
-    address of the root namespace, or a node's socket to anything but loopback and the test's hosts."""
+    the machine's rule: a socket of ours (this test's process tree: the API, the worker, its
+    trainers) on the machine's own interface address, a listener of ours on every address of the root
+    namespace, or any socket of a node to anything but loopback and the test's hosts."""
 
     def __init__(self, cluster: RayCluster) -> None:
         self.cluster = cluster
@@ -265,9 +274,12 @@ class SocketWatch:
         ours = _descendants(os.getpid())
         for socket in tcp_sockets():
             local, peer = host_of(socket["local"]), host_of(socket["peer"])
+            owners = _pids_of(socket["process"])
             if local in self.machine or peer in self.machine:
-                self.offending.append(f"root namespace: {socket}")
-            elif socket["state"] == "LISTEN" and local in WILDCARDS and _pids_of(socket["process"]) & ours:
+                # Other sessions share this machine's root namespace: only our processes are judged.
+                if owners & ours:
+                    self.offending.append(f"root namespace: {socket} {_commands(owners)}")
+            elif socket["state"] == "LISTEN" and local in WILDCARDS and owners & ours:
                 self.offending.append(f"root namespace, a listener of ours on every address: {socket}")
             if local == self.cluster.gateway and socket["peer"].endswith(f":{DASHBOARD_PORT}"):
                 self.driver_connections += 1
