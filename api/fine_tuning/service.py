@@ -10,6 +10,7 @@ import secrets
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from api import clock, queue
 from api.auth.service import Caller
@@ -71,7 +72,6 @@ def create_job_once(
         job = create_job(session, settings, store, caller, request)
     job_id = job.id
     # The message goes out only once the job is committed: a worker must find the row it names.
-    queue.mark_enqueued(job)
     after_commit(session, lambda: queue.enqueue(settings, queue.VALIDATE_JOB, job_id))
     return job
 
@@ -125,9 +125,15 @@ def create_job(
         idempotency_key=idempotency_key,
         pool=pool,
     )
+    # Noted on the row as it is inserted (one statement, not an insert and an update): the message
+    # for it goes out after the commit, in create_job_once.
+    queue.mark_enqueued(job)
+    # The caller's project is the job's; the response reads it without another query.
+    set_committed_value(job, "project", caller.project)
     repository.add(session, job)
-    repository.add_event(session, job, f"Created fine-tuning job: {job.id}")
-    repository.add_event(session, job, f"Validating training file: {job.training_file}")
+    repository.add_events(
+        session, job, [f"Created fine-tuning job: {job.id}", f"Validating training file: {job.training_file}"]
+    )
     return job
 
 
