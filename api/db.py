@@ -163,6 +163,31 @@ def _reading(engine: Engine) -> Engine:
 
 
 @contextmanager
+def reads_before_writing(session: Session) -> Iterator[Session]:
+    """For a unit of work that checks (reads) before it writes: the session to check in.
+
+    On SQLite a writing session holds the file's one write lock from its BEGIN, and every writer of
+    every process waits for it; so the checks run in a read transaction of their own, and `session`
+    takes the lock only for the writes. PostgreSQL locks rows, not the database: there the checks
+    run in `session` itself, which saves a connection checkout and its round trips. Rows read here
+    are detached once it ends (fine for checks; attributes already loaded stay readable).
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite" or session.in_transaction():
+        yield session
+        return
+    reads = Session(bind=_reading(bind), expire_on_commit=False)
+    try:
+        yield reads
+        reads.commit()
+    except BaseException:
+        reads.rollback()
+        raise
+    finally:
+        reads.close()
+
+
+@contextmanager
 def session_scope(factory: sessionmaker[Session], *, writes: bool = True) -> Iterator[Session]:
     """One unit of work: commit when the block ends well, roll back when it raises.
 

@@ -50,7 +50,9 @@ def get_session(
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that only read app state are async: FastAPI runs a sync one on the threadpool, and
+# each such hop (a thread handoff and its wakeups) cost about as much as a small query under load.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -85,11 +87,13 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def _rate_limit(kind: str, setting: str):  # type: ignore[no-untyped-def]
-    def check(request: Request, caller: CallerDep) -> None:
+    async def check(request: Request, caller: CallerDep) -> None:
         limit = getattr(request.app.state.settings, setting)
         if not limit:
             return
-        retry_after = request.app.state.rate_limiter.hit(f"{kind}:{caller.key_id}", limit)
+        # The counter is a blocking call (Redis, or a SQLite file): off the event loop.
+        hit = request.app.state.rate_limiter.hit
+        retry_after = await anyio.to_thread.run_sync(hit, f"{kind}:{caller.key_id}", limit)
         if retry_after is not None:
             raise RateLimited(
                 f"Too many {kind} with this API key: at most {limit} a minute "

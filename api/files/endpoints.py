@@ -17,7 +17,7 @@ from api.pagination import Page
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
-def get_storage(request: Request) -> FileStorage:
+async def get_storage(request: Request) -> FileStorage:  # async: no threadpool hop
     return request.app.state.file_storage
 
 

@@ -16,7 +16,7 @@ from api.models.store import ModelStore
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def get_model_store(request: Request) -> ModelStore:
+async def get_model_store(request: Request) -> ModelStore:  # async: no threadpool hop
     return request.app.state.model_store
 
 
