@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,8 +31,13 @@ from api.config import Settings
 from api.models.store import ModelStore
 from tests.api.test_jobs import queued_job_ids
 from tests.conftest import TINY_MODEL
+from tests.support import waiting
 from tests.support.processes import Cluster, trainer_pids, unread_bytes
 from tests.support.tiny_model import jsonl, toy_chat_examples
+
+# This file's jobs take a while on a loaded machine: a longer default wait.
+wait = functools.partial(waiting.wait, timeout=180, interval=0.3)
+
 
 pytestmark = pytest.mark.e2e
 FAST_FAILURE = {
@@ -60,14 +66,6 @@ def cluster(settings: Settings, tiny_model_dir: Path, tmp_path: Path) -> Iterato
 
 def sdk(cluster: Cluster) -> OpenAI:
     return OpenAI(base_url=cluster.base_url, api_key=cluster.api_key)
-
-
-def wait(predicate: Callable[[], bool], what: str, cluster: Cluster, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{cluster.log_tail()}")
-        time.sleep(0.3)
 
 
 def broker_is_empty(settings: Settings) -> bool:
