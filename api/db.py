@@ -193,17 +193,37 @@ def session_scope(factory: sessionmaker[Session], *, writes: bool = True) -> Ite
 
     `writes=False` promises only reads (on SQLite it then takes no write lock).
     """
-    # Lazy either way: the connection is taken at the first query, not here, so a request holds
-    # none while it waits for anything else (its caller's own short session, an upload's check).
-    session = factory() if writes else factory(bind=_reading(factory.kw["bind"]))
+    session = open_session(factory, writes=writes)
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        end_session(session, failed=True)
         raise
+    end_session(session, failed=False)
+
+
+def open_session(factory: sessionmaker[Session], *, writes: bool = True) -> Session:
+    """The start of a unit of work (session_scope's, or a request's). No I/O: the connection is
+    taken at the first query, so a request holds none while it waits for anything else (its
+    caller's own short session, an upload's check)."""
+    return factory() if writes else factory(bind=_reading(factory.kw["bind"]))
+
+
+def end_session(session: Session, *, failed: bool) -> None:
+    """The end of a unit of work: commit (roll back when it failed, or when the commit does), close,
+    then run what waited for the commit (after_commit), in order."""
+    try:
+        if failed:
+            session.rollback()
+        else:
+            try:
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
     finally:
         actions = session.info.pop(_AFTER_COMMIT, [])
         session.close()
-    for action in actions:
-        action()
+    if not failed:
+        for action in actions:
+            action()
