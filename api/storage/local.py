@@ -75,12 +75,14 @@ class LocalStore:
         base = self.path(folder) if folder else self.root
         if not base.is_dir():
             return
-        for parent, dirs, files in os.walk(base):
-            dirs.sort()
-            for name in sorted(files):
-                key = Path(parent, name).relative_to(self.root).as_posix()
-                if key.startswith(prefix) and (found := self.stat(key)) is not None:
-                    yield found
+        keys = [
+            Path(parent, name).relative_to(self.root).as_posix()
+            for parent, _dirs, files in os.walk(base)
+            for name in files
+        ]
+        for key in sorted(k for k in keys if k.startswith(prefix)):
+            if (found := self.stat(key)) is not None:
+                yield found
 
     def children(self, prefix: str) -> list[str]:
         folder = self.path(prefix.rstrip("/"))
