@@ -234,20 +234,30 @@ def _members(directory: Path, root: str) -> Iterator[_Member]:
 def plan_of_objects(
     objects: list[tuple[str, int, str, Callable[[int], Iterator[bytes]]]], root: str = ADAPTER_ROOT
 ) -> TarPlan:
-    """The tar of files that are not on disk: (relative name, size, ETag, read from offset) each,
-    the same archive `plan` makes of the same files in a directory (their ETag differs)."""
+    """The tar of files that are not on disk: (relative name, size, ETag, read from offset) each.
+    Members come in the order `plan` walks a directory, so the same files make the same archive
+    (its ETag differs: it stands for the objects' ETags)."""
+    tree: dict = {}
+    for entry in objects:
+        *folders, name = entry[0].split("/")
+        node = tree
+        for folder in folders:
+            node = node.setdefault(folder, {})
+        node[name] = entry
     members = [_directory(root)]
-    made: set[str] = set()
-    for name, size, etag, read in sorted(objects, key=lambda item: item[0].split("/")):
-        parts = name.split("/")
-        for depth in range(1, len(parts)):
-            folder = "/".join(parts[:depth])
-            if folder not in made:
-                made.add(folder)
-                members.append(_directory(f"{root}/{folder}"))
-        member = f"{root}/{name}"
-        header = _header(member, tarfile.REGTYPE, size)
-        members.append(_Member(header, Path(name), size, f"{member}\0{size}\0{etag}", read))
+
+    def walk(node: dict, prefix: str) -> None:
+        folders = sorted(name for name, value in node.items() if isinstance(value, dict))
+        members.extend(_directory(f"{prefix}/{name}") for name in folders)
+        for name in sorted(name for name, value in node.items() if not isinstance(value, dict)):
+            relative, size, etag, read = node[name]
+            member = f"{root}/{relative}"
+            header = _header(member, tarfile.REGTYPE, size)
+            members.append(_Member(header, Path(relative), size, f"{member}\0{size}\0{etag}", read))
+        for name in folders:
+            walk(node[name], f"{prefix}/{name}")
+
+    walk(tree, root)
     return TarPlan(tuple(members))
 
 

@@ -13,6 +13,7 @@ session on 127.0.0.1 only; each test gets a bucket of its own.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ import boto3
 import pytest
 
 from api.config import Settings
+from api.fine_tuning import artifacts
+from api.storage import store_of
+from api.storage.directories import put_directory
 from tests.support.services import free_port
 
 CREDENTIALS = {
@@ -91,3 +95,20 @@ def open_multipart_uploads(settings: Settings) -> int:
 def staged(settings: Settings) -> list[Path]:
     staging = settings.files_path / ".staging"
     return list(staging.iterdir()) if staging.is_dir() else []
+
+
+def to_store(settings: Settings, directory: Path) -> None:
+    """Put an artifact a test wrote where the worker would have: on S3 uploaded under its key, and
+    gone from the disk (so the API must find it in the bucket); on disk, left where it is."""
+    store = store_of(settings)
+    if store.remote and directory.is_dir():
+        put_directory(store, artifacts.key_of(settings, directory), directory)
+        shutil.rmtree(directory)
+
+
+def write_artifact_files(settings: Settings, directory: Path, files: dict[str, bytes]) -> None:
+    """Write (or overwrite) files of a stored artifact, on either backend."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (directory / name).write_bytes(content)
+    to_store(settings, directory)
