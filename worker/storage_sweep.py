@@ -4,10 +4,10 @@ The database is the truth: every object is written before the row that names it,
 worker or a job that was cut off between the two leaves objects nothing will ever read:
 - multipart uploads never completed (a process killed mid-upload): their parts cost storage;
 - `files/...` without a file row (an upload or a result file whose transaction never committed);
-- `jobs/<job>/...`, the resumable checkpoints of a job that has ended;
+- `jobs/<job>/...`, the resumable checkpoints of a job that has ended (at once: it never resumes);
 - `artifacts/<job>/adapter/...` of an ended job without a standing model (it failed or was cancelled
   after its model went up, or the delete's own clean-up was cut off).
-Each is removed only once older than GRACE_SECONDS, far longer than an object waits for its row.
+The others are removed only once older than GRACE_SECONDS, far longer than an object waits for its row.
 On the local backend the staging sweep (api/files/storage.py) and the work-directory sweep
 (worker/reconciler.py) do this job already.
 """
