@@ -13,7 +13,6 @@ data directory (`artifacts/<job>/adapter`, `.../checkpoints/step-N`, `.../merged
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -97,11 +96,13 @@ def metadata_dir(settings: Settings, directory: Path) -> Path:
     return cache
 
 
-def read_json(settings: Settings, directory: Path, name: str) -> dict | None:
-    try:
-        return json.loads((metadata_dir(settings, directory) / name).read_text())
-    except (OSError, ValueError):
-        return None
+def stored_bytes(settings: Settings, directory: Path) -> int:
+    """The artifact's size: its files on disk, or its objects in the bucket (a listing)."""
+    store = store_of(settings)
+    if not store.remote:
+        files = [p for p in directory.rglob("*") if p.is_file()] if directory.is_dir() else []
+        return sum(p.stat().st_size for p in files)
+    return sum(found.size for found in store.objects(key_of(settings, directory) + "/"))
 
 
 def download(
