@@ -8,6 +8,9 @@ route answers 202. Which state an export is in is read from files alone:
   exports/model (or step-N)          the export, offered once it is there (renamed into place whole)
   exports/model.failed               why the last merge was not offered (its check failed)
   exports/model.requested            a merge was asked for at its mtime (asked again once stale)
+
+With TUNERY_STORAGE_URL=s3://... the same names are objects, and `exports/model.ready` says that the
+export's objects are all up (an upload is not one rename).
 """
 
 from __future__ import annotations
