@@ -84,6 +84,14 @@ class TestS3:
         assert head["ContentLength"] == PART_BYTES * 2 + 5
         assert head["ETag"].strip('"').endswith("-3")  # a multipart upload's ETag counts its parts
 
+    def test_a_bucket_without_a_prefix_keeps_keys_at_its_root(self, s3_endpoint: str) -> None:
+        bucket = new_bucket(s3_endpoint)  # TUNERY_STORAGE_URL=s3://tunery/, as compose and the trial use
+        store = store_of(Settings(storage_url=f"s3://{bucket}/", s3_endpoint_url=s3_endpoint))
+        store.put_bytes("jobs/a/x", b"x")
+        listed = s3_client(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]
+        assert [item["Key"] for item in listed] == ["jobs/a/x"]
+        assert store.children("jobs/") == ["a"] and [o.key for o in store.objects("jobs/")] == ["jobs/a/x"]
+
     def test_stale_multipart_uploads_are_aborted(self, s3_endpoint: str) -> None:
         bucket = new_bucket(s3_endpoint)
         store = S3Store(bucket, "p", s3_endpoint)
