@@ -268,7 +268,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_inference(_args: argparse.Namespace) -> None:
     from worker.inference.server import serve
 
-    serve(Settings())
+    settings = Settings()
+    store_of(settings).check()
+    serve(settings)
 
 
 def cmd_serve(_args: argparse.Namespace) -> None:
