@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine, settings)
     # As many requests inside the database at once as the pool has connections (api/deps.py).
     app.state.database_slots = anyio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
-    app.state.file_storage = FileStorage(settings.files_path)
+    app.state.file_storage = FileStorage.of(settings)
     app.state.file_storage.sweep_staging()  # what an API killed mid-upload left
     app.state.model_store = ModelStore(settings.models_path)
     app.state.rate_limiter = make_limiter(settings)

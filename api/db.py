@@ -156,6 +156,14 @@ def after_commit(session: Session, action: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
+def end_reads(session: Session) -> None:
+    """End the transaction a request's reads began, before it calls the object store (a network
+    call no transaction may wait on). The session stays usable: a later query begins anew, and
+    the actions queued with after_commit still run when its unit of work ends."""
+    if session.in_transaction():
+        session.commit()
+
+
 @lru_cache(maxsize=16)
 def _reading(engine: Engine) -> Engine:
     """The engine whose connections promise only reads (on SQLite: BEGIN, not BEGIN IMMEDIATE)."""

@@ -10,6 +10,7 @@ harmless: each step of a job acts only when the row says it is due). It fixes th
   any broker;
 - the scratch directory of a job that ended without its worker cleaning up (cancelled while
   paused, or its worker died) holds checkpoints that can be gigabytes: removed.
+And once every STORAGE_SWEEP_SECONDS, on S3, the objects nothing names (worker/storage_sweep.py).
 
 A message is only a doorbell, so one too many costs a no-op delivery: a job that waits longer than
 GRACE_SECONDS for a free worker gets one more message per GRACE_SECONDS, each of which its claim (or
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 
 from api import clock, queue
 from api.db import session_scope
@@ -29,12 +31,15 @@ from api.fine_tuning.status import QUEUED, TERMINAL, VALIDATING_FILES, transitio
 from api.webhooks import repository as webhooks
 from worker.jobs.claim import out_of_attempts
 from worker.runtime import Runtime
+from worker.storage_sweep import sweep_storage
 
 log = logging.getLogger("tunery.worker.reconciler")
 
 # How long a job's message may wait before the reconciler rings again: longer than a message takes
 # from the commit to a free worker, short enough that a lost one costs a user half a minute.
 GRACE_SECONDS = 30
+# How often a worker looks for objects nothing names (worker/storage_sweep.py): a listing of the bucket.
+STORAGE_SWEEP_SECONDS = 3600
 
 
 def reconcile(rt: Runtime) -> dict[str, list[str]]:
@@ -106,11 +111,18 @@ def start_loop(rt: Runtime, stop: threading.Event) -> threading.Thread:
     """Reconcile now and then every reconcile_seconds until `stop` is set (a daemon thread)."""
 
     def loop() -> None:
+        next_storage_sweep = time.monotonic() + STORAGE_SWEEP_SECONDS / 10  # not all at a fleet's start
         while True:
             try:
                 reconcile(rt)
             except Exception:
                 log.exception("reconcile pass failed; trying again next time")
+            if time.monotonic() >= next_storage_sweep:
+                next_storage_sweep = time.monotonic() + STORAGE_SWEEP_SECONDS
+                try:
+                    sweep_storage(rt)
+                except Exception:
+                    log.exception("storage sweep failed; trying again next time")
             if stop.wait(rt.settings.reconcile_seconds):
                 return
 

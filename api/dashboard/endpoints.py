@@ -17,9 +17,10 @@ from fastapi.templating import Jinja2Templates
 from api.auth.service import create_key, revoke_key
 from api.dashboard import auth, service
 from api.dashboard.format import FILTERS
+from api.db import end_reads
 from api.deps import SessionDep, SettingsDep
 from api.errors import InvalidRequest, NotFound
-from api.fine_tuning import artifacts, tar_download
+from api.fine_tuning import artifacts
 from api.fine_tuning.status import ALLOWED
 from api.models.endpoints import ModelStoreDep
 from api.tables import ApiKey
@@ -139,9 +140,11 @@ def download(
             artifacts.checkpoint_dir(settings, job.id, step),
             f"{job.id}-step-{step}-adapter.tar",
         )
-    if not directory.is_dir():
+    end_reads(session)
+    response = artifacts.download(request, settings, directory, name)
+    if response is None:
         raise NotFound(f"Fine-tuning job {job_id} has no such artifact.", param="step")
-    return tar_download.tar_response(request, directory, name)
+    return response
 
 
 @router.get("/workers", response_class=HTMLResponse)

@@ -64,6 +64,18 @@ def statuses_of(session: Session, job_ids: list[str]) -> dict[str, str]:
     return {job_id: status for job_id, status in rows}
 
 
+def with_live_models(session: Session, job_ids: list[str]) -> set[str]:
+    """Those of `job_ids` whose fine-tuned model stands (made, and not deleted)."""
+    rows = session.scalars(
+        select(FineTuningJob.id).where(
+            FineTuningJob.id.in_(job_ids),
+            FineTuningJob.fine_tuned_model.is_not(None),
+            FineTuningJob.model_deleted_at.is_(None),
+        )
+    )
+    return set(rows)
+
+
 def by_idempotency_key(session: Session, project_pk: int, key: str) -> FineTuningJob | None:
     return session.scalar(
         select(FineTuningJob).where(

@@ -115,10 +115,16 @@ def assert_finished_like_a_clean_run(client: OpenAI, job_id: str, steps: int = S
 
 
 def kill_worker_then_resume_on_another(
-    cluster: Cluster, client: OpenAI, doomed: subprocess.Popen, job_id: str, ranks: int | None = None
+    cluster: Cluster,
+    client: OpenAI,
+    doomed: subprocess.Popen,
+    job_id: str,
+    ranks: int | None = None,
+    next_worker_env: dict[str, str] | None = None,
 ) -> int:
     """SIGKILL the worker and its trainer processes (`ranks` of them, when given) at step 12, start a
-    fresh worker, wait for the job to succeed there, and return the step it resumed from."""
+    fresh worker (with `next_worker_env` over the cluster's), wait for the job to succeed there, and
+    return the step it resumed from."""
     wait(lambda: last_step(client, job_id) >= 12, "step 12", cluster)
     trainers = trainer_pids(job_id)
     assert trainers, "no trainer process found"
@@ -128,7 +134,7 @@ def kill_worker_then_resume_on_another(
         os.kill(pid, signal.SIGKILL)
     doomed.wait()
 
-    cluster.start_worker()
+    cluster.start_worker(env=next_worker_env)
     wait(lambda: status(client, job_id) == "succeeded", "the job to finish on the new worker", cluster)
     history = messages(client, job_id)
     lost = next(

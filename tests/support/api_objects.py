@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from api.checkpoints import service as checkpoints
+from api.config import Settings
 from api.db import session_scope
 from api.fine_tuning import artifacts, repository
 from api.fine_tuning.service import fine_tuned_model_name
 from api.fine_tuning.status import QUEUED, RUNNING, SUCCEEDED, transition
 from api.tables import FineTuningCheckpoint
+from tests.support.storage import to_store
 
 METRICS = {"step": 4, "train_loss": 1.5, "train_mean_token_accuracy": 0.5}
 
@@ -36,8 +38,8 @@ def succeed_with_checkpoints(app: Any, job_id: str, steps: tuple[int, ...] = (4,
     set_status(app, job_id, RUNNING)
     # Files first, then the rows that make them visible: the worker's order.
     for step in steps:
-        _fake_artifact(artifacts.checkpoint_dir(settings, job_id, step))
-    _fake_artifact(artifacts.adapter_dir(settings, job_id))
+        _fake_artifact(settings, artifacts.checkpoint_dir(settings, job_id, step))
+    _fake_artifact(settings, artifacts.adapter_dir(settings, job_id))
     names = []
     with session_scope(app.state.sessionmaker) as session:
         job = repository.get_for_update(session, job_id)
@@ -50,7 +52,8 @@ def succeed_with_checkpoints(app: Any, job_id: str, steps: tuple[int, ...] = (4,
     return names
 
 
-def _fake_artifact(directory: Path) -> None:
+def _fake_artifact(settings: Settings, directory: Path) -> None:
     # The bytes are not a real adapter: these tests are about who may fetch it, not what it holds.
     directory.mkdir(parents=True)
     (directory / "adapter_config.json").write_bytes(b"artifact of " + directory.name.encode())
+    to_store(settings, directory)  # on S3, into the bucket as the worker puts it

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 def runtime(settings: Settings):  # type: ignore[no-untyped-def]
     fast = settings.model_copy(update={"heartbeat_seconds": 0.3, "checkpoint_every_minutes": None})
     engine = make_engine(fast)
-    yield Runtime(fast, make_sessionmaker(engine), FileStorage(fast.files_path), ModelStore(fast.models_path))
+    yield Runtime(fast, make_sessionmaker(engine), FileStorage.of(fast), ModelStore(fast.models_path))
     engine.dispose()
 
 
