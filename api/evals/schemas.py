@@ -33,6 +33,14 @@ class EvalUpdate(Strict):
     metadata: Metadata | None = None
 
 
+class EvalLink(Strict):
+    """Tunery's extension to job create: the eval to run once the job succeeds."""
+
+    eval_id: str
+    data_source: dict[str, Any]
+    """A `completions` data source; its `model` may be left out: the runs fill it in."""
+
+
 class EvalObject(BaseModel):
     id: str
     """`eval_...`."""

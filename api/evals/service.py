@@ -18,16 +18,14 @@ from api.errors import InvalidRequest, NotFound, TuneryError, model_not_found
 from api.evals import criteria, data_sources, items, repository
 from api.evals.data_sources import CompletionsDataSource, FileConfig, FileIdSource, TemplateInput
 from api.evals.schemas import EvalCreate, EvalUpdate, RunCreate
+from api.evals.source_files import source_file, source_lines
 from api.evals.status import CANCELED, STATUSES, TERMINAL, InvalidRunTransition, transition
-from api.files import service as files
 from api.files.storage import FileStorage
 from api.graders import judge
 from api.ids import new_id
 from api.models.store import ModelStore
-from api.tables import Eval, EvalOutputItem, EvalRun, File
+from api.tables import Eval, EvalOutputItem, EvalRun
 from graders.templates import TemplateError, placeholders
-
-SOURCE_PURPOSES = ("evals", "fine-tune")
 
 
 def create_eval(
@@ -233,19 +231,6 @@ def report_url(eval_id: str, run_id: str) -> str:
     return f"/dashboard/evals/{eval_id}?run={run_id}"
 
 
-def source_file(session: Session, caller: Caller, file_id: str, param: str) -> File:
-    row = files.in_project(session, caller.project.pk, file_id)
-    if row is None:
-        raise InvalidRequest(f"invalid {param}: no such file {file_id}", param=param, code="file_not_found")
-    if row.purpose not in SOURCE_PURPOSES:
-        raise InvalidRequest(
-            f"invalid {param}: file {file_id} has purpose {row.purpose!r}, not 'evals' or 'fine-tune'",
-            param=param,
-            code="invalid_file_purpose",
-        )
-    return row
-
-
 def check_model(
     session: Session, settings: Settings, store: ModelStore, caller: Caller, model: str, param: str
 ) -> None:
@@ -256,11 +241,6 @@ def check_model(
         raise model_not_found(model, param=param) from None
     except TuneryError as error:
         raise InvalidRequest(f"{param}: {error.message}", param=param, code=error.code) from None
-
-
-def source_lines(storage: FileStorage, row: File) -> list[bytes]:
-    with storage.path(row.storage_key).open("rb") as stream:
-        return stream.read().splitlines()
 
 
 def _check_input_messages(source: CompletionsDataSource, param: str) -> None:

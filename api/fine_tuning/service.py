@@ -17,6 +17,7 @@ from api.config import Settings
 from api.db import after_commit
 from api.errors import InvalidRequest, NotFound, model_not_found
 from api.estimates import service as estimates
+from api.evals import job_link
 from api.files import service as files
 from api.fine_tuning import repository, start_from
 from api.fine_tuning.methods import method_and_hyperparameters
@@ -101,6 +102,7 @@ def create_job(
         session, settings, base, method_type, hyperparameters, Recipe.from_dict(recipe.model_dump())
     )
     _check_file(session, caller, request.training_file, "training_file")
+    eval_on_success = job_link.read_link(session, caller, request.eval, base.id) if request.eval else None
     if request.validation_file:
         _check_file(session, caller, request.validation_file, "validation_file")
     job = FineTuningJob(
@@ -124,6 +126,7 @@ def create_job(
         created_at=clock.now(),
         idempotency_key=idempotency_key,
         pool=pool,
+        eval_on_success=eval_on_success,
     )
     repository.add(session, job)
     repository.add_event(session, job, f"Created fine-tuning job: {job.id}")

@@ -50,7 +50,7 @@ def test_an_eval_is_created_read_listed_updated_and_deleted(sdk: openai.OpenAI) 
     time.sleep(1.1)  # unix seconds: the update is a second later than both creates
     updated = sdk.evals.update(made.id, name="renamed", metadata={"team": "b"})
     assert updated.name == "renamed" and updated.metadata == {"team": "b"}
-    assert [e.id for e in sdk.evals.list(order="desc", order_by="updated_at")][0] == made.id
+    assert next(e.id for e in sdk.evals.list(order="desc", order_by="updated_at")) == made.id
     deleted = sdk.evals.delete(made.id)
     assert deleted.deleted and deleted.eval_id == made.id
     with pytest.raises(openai.NotFoundError):

@@ -179,9 +179,9 @@ def _record(rt: Runtime, run_id: str, graded: list[Graded]) -> bool:
                     id=new_id("outputitem_"),
                     run_pk=run.pk,
                     datasource_item_id=one.index,
-                    datasource_item=one.item,
-                    sample=one.sample,
-                    results=one.results,
+                    datasource_item=storable(one.item),
+                    sample=storable(one.sample),
+                    results=storable(one.results),
                     status=one.status,
                     created_at=now,
                 )
@@ -189,6 +189,18 @@ def _record(rt: Runtime, run_id: str, graded: list[Graded]) -> bool:
         _count(run, fresh)
         leases.renew(run, rt.worker_id, rt.settings.lease_seconds)
         return True
+
+
+def storable(value: Any) -> Any:
+    """`value` with each NUL character replaced: Postgres stores none in JSONB, and a random model says
+    them (so may an item's file)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 def _count(run: EvalRun, graded: list[Graded]) -> None:
