@@ -74,8 +74,10 @@ def retrieve_eval(session: SessionDep, caller: CallerDep, eval_id: str) -> EvalO
 
 
 @router.post("/{eval_id}", response_model=EvalObject, responses=ERRORS)
-def update_eval(session: SessionDep, caller: CallerDep, eval_id: str, body: EvalUpdate) -> EvalObject:
-    return _eval(service.update_eval(session, caller, eval_id, body))
+def update_eval(
+    session: SessionDep, caller: CallerDep, eval_id: str, body: EvalUpdate | None = None
+) -> EvalObject:
+    return _eval(service.update_eval(session, caller, eval_id, body or EvalUpdate()))
 
 
 @router.delete("/{eval_id}", response_model=EvalDeleted, responses=ERRORS)
@@ -91,8 +93,9 @@ def create_run(
     settings: SettingsDep,
     store: ModelStoreDep,
     eval_id: str,
-    body: RunCreate,
+    body: RunCreate | None = None,
 ) -> RunObject:
+    # The body is required (the service says so): optional here, so another project's eval id is a 404 first.
     run = service.create_run(session, settings, store, caller, eval_id, body)
     return _run(service.get_eval(session, caller, eval_id), run)
 

@@ -96,9 +96,16 @@ def delete_eval(session: Session, caller: Caller, eval_id: str) -> None:
 
 
 def create_run(
-    session: Session, settings: Settings, store: ModelStore, caller: Caller, eval_id: str, body: RunCreate
+    session: Session,
+    settings: Settings,
+    store: ModelStore,
+    caller: Caller,
+    eval_id: str,
+    body: RunCreate | None,
 ) -> EvalRun:
     row = get_eval(session, caller, eval_id)
+    if body is None:
+        raise InvalidRequest("Missing required parameter: data_source", param="data_source")
     return start_run(
         session, settings, store, caller, row, body.data_source, name=body.name, metadata=body.metadata
     )
