@@ -22,14 +22,15 @@ def read_link(session: Session, caller: Caller, link: EvalLink, base_model: str)
         raise InvalidRequest(
             f"invalid eval.eval_id: no such eval {link.eval_id}", param="eval.eval_id", code="eval_not_found"
         )
-    value = {**link.data_source, "model": link.data_source.get("model") or base_model}
-    source = read_data_source(value, "eval.data_source")
-    if not isinstance(source, CompletionsDataSource):
+    if link.data_source.get("type") != "completions":
         raise InvalidRequest(
             "eval.data_source.type must be 'completions': the runs generate with the fine-tuned model "
             "and with its base",
             param="eval.data_source.type",
         )
+    value = {**link.data_source, "model": link.data_source.get("model") or base_model}
+    source = read_data_source(value, "eval.data_source")
+    assert isinstance(source, CompletionsDataSource)
     if isinstance(source.source, FileIdSource):
         source_file(session, caller, source.source.id, "eval.data_source.source.id")
     data_source = source.model_dump(mode="json", exclude_none=True)

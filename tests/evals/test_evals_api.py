@@ -167,13 +167,15 @@ def test_another_projects_evals_and_models_are_404(
     assert [e.id for e in sdk.evals.list()] == []
     # A fine-tuned model of ours: another project may not run an eval on it.
     job = create_job(client, training_file).json()
-    succeed_with_checkpoints(app, job["id"], steps=(2,))
+    (checkpoint,) = succeed_with_checkpoints(app, job["id"], steps=(2,))
     model = client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["fine_tuned_model"]
     with pytest.raises(openai.NotFoundError) as hidden:
         other_sdk.evals.runs.create(theirs.id, data_source={**COMPLETIONS, "model": model})  # type: ignore[arg-type]
     assert hidden.value.code == "model_not_found" and hidden.value.param == "data_source.model"
     ours = make_eval(sdk)
     assert sdk.evals.runs.create(ours.id, data_source={**COMPLETIONS, "model": model}).model == model  # type: ignore[arg-type]
+    on_checkpoint = sdk.evals.runs.create(ours.id, data_source={**COMPLETIONS, "model": checkpoint})  # type: ignore[arg-type]
+    assert on_checkpoint.model == checkpoint
 
 
 def test_an_eval_of_a_file_reads_its_schema_from_the_file(client: TestClient, sdk: openai.OpenAI) -> None:
@@ -189,3 +191,35 @@ def test_an_eval_of_a_file_reads_its_schema_from_the_file(client: TestClient, sd
     # A run of it may leave out its source: the eval's file.
     run = sdk.evals.runs.create(made.id, data_source={"type": "jsonl"})  # type: ignore[arg-type, typeddict-item]
     assert run.data_source.source.id == uploaded.id  # type: ignore[union-attr]
+
+
+def test_a_job_names_an_eval_of_its_own_project(
+    sdk: openai.OpenAI, other_sdk: openai.OpenAI, training_file: str
+) -> None:
+    ours, theirs = make_eval(sdk), make_eval(other_sdk)
+    data_source = {key: value for key, value in COMPLETIONS.items() if key != "model"}
+
+    def job(link: dict) -> Any:
+        return sdk.fine_tuning.jobs.create(
+            model=TINY_MODEL, training_file=training_file, extra_body={"eval": link}
+        )
+
+    for link, param in (
+        ({"eval_id": theirs.id, "data_source": data_source}, "eval.eval_id"),
+        (
+            {"eval_id": ours.id, "data_source": {"type": "jsonl", "source": data_source["source"]}},
+            "eval.data_source.type",
+        ),
+        (
+            {"eval_id": ours.id, "data_source": {**data_source, "sampling_params": {"top_k": 3}}},
+            "eval.data_source.sampling_params.top_k",
+        ),
+        ({"eval_id": ours.id}, "eval.data_source"),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            job(link)
+        assert refused.value.param == param, refused.value.message
+    made = job({"eval_id": ours.id, "data_source": data_source})
+    linked = (made.model_extra or {})["eval"]
+    assert linked["eval_id"] == ours.id and "model" not in linked["data_source"]
+    assert sdk.fine_tuning.jobs.retrieve(made.id).model_extra["eval"] == linked  # type: ignore[index]
