@@ -196,7 +196,7 @@ def cancel_run(session: Session, caller: Caller, eval_id: str, run_id: str) -> t
     row, run = get_run(session, caller, eval_id, run_id, for_update=True)
     if run.status in TERMINAL:
         raise InvalidRunTransition(f"Run {run.id} has already {run.status} and cannot be canceled.")
-    transition(run, CANCELED)
+    transition(session, run, CANCELED)
     return row, run
 
 

@@ -3,9 +3,12 @@ of a run goes through `transition`."""
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from api import clock
 from api.errors import InvalidRequest
 from api.tables import EvalRun
+from api.webhooks import events as webhook_events
 
 QUEUED = "queued"
 IN_PROGRESS = "in_progress"
@@ -29,7 +32,7 @@ class InvalidRunTransition(InvalidRequest):
     code = "invalid_run_status"
 
 
-def transition(run: EvalRun, new_status: str, error: dict[str, str] | None = None) -> None:
+def transition(session: Session, run: EvalRun, new_status: str, error: dict[str, str] | None = None) -> None:
     if new_status not in ALLOWED[run.status]:
         raise InvalidRunTransition(f"Run {run.id} is {run.status} and cannot become {new_status}.")
     run.status = new_status
@@ -40,3 +43,6 @@ def transition(run: EvalRun, new_status: str, error: dict[str, str] | None = Non
         run.finished_at = now
     if error is not None:
         run.error = error
+    if new_status in TERMINAL:
+        # Here, the one door of every status change: no way of ending a run can forget its webhooks.
+        webhook_events.run_finished(session, run)

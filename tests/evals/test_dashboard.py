@@ -1,5 +1,6 @@
 """The ops dashboard shows an eval's runs side by side: each run's pass rate per criterion, and the
-items where two runs differ. The runs are graded by the worker's own code, in this process."""
+items where two runs differ. The runs are graded by the worker's own code, in this process; each
+run's end is owed to the project's webhook endpoints as OpenAI's `eval.run.succeeded`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from typing import Any
 import openai
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.auth.service import create_key
 from api.db import session_scope
+from api.tables import WebhookDelivery
 from tests.support.evals import LABEL_SCHEMA, custom, row
 from tests.support.openai_graders import GUIDE_STRING_CHECK
 from worker.evals.run import run_eval
@@ -24,7 +27,10 @@ def grade_on_this_worker(app: Any, run_id: str) -> None:
     run_eval(Runtime(state.settings, state.sessionmaker, state.file_storage, state.model_store), run_id)
 
 
-def test_the_dashboard_shows_two_runs_side_by_side(app: Any, sdk: openai.OpenAI) -> None:
+def test_the_dashboard_shows_two_runs_side_by_side(app: Any, client: TestClient, sdk: openai.OpenAI) -> None:
+    # A literal public address: registering it resolves nothing over the network.
+    hook = {"url": "https://8.8.8.8/tunery", "events": ["eval.run.succeeded", "eval.run.canceled"]}
+    assert client.post("/v1/webhooks", json=hook).status_code == 200
     made = sdk.evals.create(
         name="labels", data_source_config=custom(LABEL_SCHEMA), testing_criteria=[GUIDE_STRING_CHECK]
     )  # type: ignore[arg-type, list-item]
@@ -44,7 +50,12 @@ def test_the_dashboard_shows_two_runs_side_by_side(app: Any, sdk: openai.OpenAI)
         assert sdk.evals.runs.retrieve(run.id, eval_id=made.id).status == "completed"
 
     with session_scope(app.state.sessionmaker) as session:
+        owed = session.scalars(select(WebhookDelivery.payload).order_by(WebhookDelivery.pk)).all()
         admin = create_key(session, is_admin=True)
+    assert [(event["type"], event["data"]["id"]) for event in owed] == [
+        ("eval.run.succeeded", runs[0].id),
+        ("eval.run.succeeded", runs[1].id),
+    ]
     with TestClient(app) as browser:
         assert (
             browser.post("/dashboard/sign-in", data={"key": admin}, follow_redirects=False).status_code == 303

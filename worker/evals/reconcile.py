@@ -18,9 +18,9 @@ def reconcile_runs(rt: Runtime, now: int, grace_seconds: int) -> list[str]:
     with session_scope(rt.sessions) as session:
         for run in repository.with_expired_leases(session, now):
             run.lease_owner = run.lease_expires_at = None
-            if out_of_attempts(rt, run):
+            if out_of_attempts(rt, session, run):
                 continue
-            transition(run, QUEUED)
+            transition(session, run, QUEUED)
             run.enqueued_at = now
             ring.append(run.id)
     with session_scope(rt.sessions) as session:

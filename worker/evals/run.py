@@ -16,12 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from api import clock, queue
 from api.auth.service import Caller
 from api.db import session_scope
 from api.evals import criteria, items, repository, service
 from api.evals.data_sources import CompletionsDataSource, FileContentSource, read_data_source
-from api.evals.status import FAILED, IN_PROGRESS, QUEUED, TERMINAL, transition
+from api.evals.status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, TERMINAL, transition
 from api.files import service as files
 from api.graders import judge
 from api.graders import service as graders
@@ -80,11 +82,11 @@ def claim(rt: Runtime, run_id: str) -> Claimed | None:
         if leases.is_held_by_other(run, rt.worker_id):
             run.enqueued_at = clock.now()  # the reconciler rings again once that lease is over
             return None
-        if out_of_attempts(rt, run):
+        if out_of_attempts(rt, session, run):
             return None
         run.attempts += 1
         leases.take(run, rt.worker_id, rt.settings.lease_seconds)
-        transition(run, IN_PROGRESS)
+        transition(session, run, IN_PROGRESS)
         row = repository.eval_by_pk(session, run.eval_pk)
         project = session.get(Project, run.project_pk)
         assert row is not None and project is not None
@@ -98,12 +100,12 @@ def claim(rt: Runtime, run_id: str) -> Claimed | None:
         )
 
 
-def out_of_attempts(rt: Runtime, run: EvalRun) -> bool:
+def out_of_attempts(rt: Runtime, session: Session, run: EvalRun) -> bool:
     """Fail a run whose workers were lost TUNERY_MAX_ATTEMPTS times, instead of retrying forever."""
     if run.attempts < rt.settings.max_attempts:
         return False
     message = f"The run's worker was lost {run.attempts} times (TUNERY_MAX_ATTEMPTS); it is not retried."
-    transition(run, FAILED, {"code": "too_many_attempts", "message": message})
+    transition(session, run, FAILED, {"code": "too_many_attempts", "message": message})
     return True
 
 
@@ -251,11 +253,11 @@ def _end(rt: Runtime, run_id: str, failure: dict[str, str] | None = None) -> Non
         if run.status in TERMINAL:
             return
         if failure is not None:
-            transition(run, FAILED, failure)
+            transition(session, run, FAILED, failure)
         elif len(repository.recorded_indexes(session, run)) >= run.result_counts.get("total", 0):
-            transition(run, "completed")
+            transition(session, run, COMPLETED)
         else:
-            transition(run, QUEUED)  # shutting down: the next worker grades the rest
+            transition(session, run, QUEUED)  # shutting down: the next worker grades the rest
             run.enqueued_at = clock.now()
             requeue = True
     if requeue:
