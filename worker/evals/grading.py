@@ -102,6 +102,9 @@ def _generate(grading: Grading, source: items.SourceItem, graded: Graded) -> dic
     except JudgeFailed as error:
         _fail(graded, base, prompt, "sample_error", str(error))
         return None
+    except (KeyError, IndexError, TypeError, ValueError) as error:  # a 200 that is not a chat completion
+        _fail(graded, base, prompt, "sample_error", f"the backend's answer is unreadable: {error!r}")
+        return None
     usage = {key: answer.usage.get(key, 0) for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
     _add_usage(graded.usage, data.model, answer.usage)
     graded.sample = {
