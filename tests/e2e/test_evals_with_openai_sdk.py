@@ -136,3 +136,48 @@ def test_an_eval_scores_the_fine_tune_high_and_its_base_low(service: LiveService
             theirs.id, data_source={**completions("", job.fine_tuned_model), "source": inline}
         )  # type: ignore[arg-type]
     assert hidden.value.code == "model_not_found"
+
+
+def test_model_graders_judge_a_jsonl_run_through_the_inference_backend(service: LiveService) -> None:  # noqa: F811
+    """score_model and label_model criteria: each item's judge is asked through the inference backend
+    (the random tiny model seldom answers with a number or a label: such an item is errored with the
+    parse error, never a failed run, and the judge's tokens are counted either way)."""
+    client = OpenAI(base_url=service.base_url, api_key=service.api_key, max_retries=0)
+    judge_input = [{"role": "user", "content": "Is {{sample.output_text}} the colour of a {{item.fruit}}?"}]
+    sampling = {"max_completions_tokens": 4, "seed": 1}
+    criteria = [
+        {"type": "score_model", "name": "score", "model": TINY_MODEL, "input": judge_input, "range": [0, 10],
+         "sampling_params": sampling, "pass_threshold": 5},
+        {"type": "label_model", "name": "label", "model": TINY_MODEL, "input": judge_input,
+         "labels": ["yes", "no"], "passing_labels": ["yes"]},
+    ]  # fmt: skip
+    made = client.evals.create(
+        data_source_config={
+            "type": "custom",
+            "item_schema": {"type": "object"},
+            "include_sample_schema": True,
+        },
+        testing_criteria=criteria,  # type: ignore[arg-type]
+    )
+    content = [
+        {"item": {"fruit": fruit}, "sample": {"output_text": colour}}
+        for fruit, colour in FRUIT_COLOURS.items()
+    ]
+    run = client.evals.runs.create(
+        made.id, data_source={"type": "jsonl", "source": {"type": "file_content", "content": content}}
+    )  # type: ignore[arg-type]
+    done = wait_for_run(client, made.id, run.id, timeout=300, log=service.log_tail)
+    assert done.status == "completed", (done.error, service.log_tail())
+    counts = done.result_counts
+    assert counts.total == 8 and counts.passed + counts.failed + counts.errored == 8
+    usage = {entry.run_model_name: entry for entry in done.per_model_usage}
+    assert (
+        usage[TINY_MODEL].invocation_count == 16 and usage[TINY_MODEL].prompt_tokens > 0
+    )  # 8 items, 2 judges
+    for item in client.evals.runs.output_items.list(run.id, eval_id=made.id):
+        assert [result.name for result in item.results] == ["score", "label"]
+        for result in item.results:
+            error = (result.model_extra or {}).get("error", "")
+            assert "does not answer" not in error and "answered 4" not in error, (
+                error
+            )  # the judge was reached
