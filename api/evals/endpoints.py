@@ -49,8 +49,9 @@ def create_eval(
     store: ModelStoreDep,
     body: EvalCreate,
 ) -> EvalObject:
-    storage = request.app.state.file_storage
-    return _eval(service.create_eval(session, settings, store, storage, caller, body))
+    state = request.app.state
+    made = service.create_eval(session, state.sessionmaker, settings, store, state.file_storage, caller, body)
+    return _eval(made)
 
 
 @router.get("", response_model=Page[EvalObject], responses=ERRORS)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from api import clock, queue
 from api.auth.service import Caller
 from api.config import Settings
-from api.db import after_commit
+from api.db import after_commit, session_scope
 from api.errors import InvalidRequest, NotFound, TuneryError, model_not_found
 from api.evals import criteria, data_sources, items, repository
 from api.evals.data_sources import CompletionsDataSource, FileConfig, FileIdSource, TemplateInput
@@ -30,16 +30,20 @@ from graders.templates import TemplateError, placeholders
 
 def create_eval(
     session: Session,
+    sessions: sessionmaker[Session],
     settings: Settings,
     store: ModelStore,
     storage: FileStorage,
     caller: Caller,
     body: EvalCreate,
 ) -> Eval:
+    """`sessions`: a `file` config's file is found in a short session of its own and read before the
+    request's transaction begins (on SQLite a writing one holds the write lock)."""
     config = data_sources.read_config(body.data_source_config)
     stored = config.model_dump()
     if isinstance(config, FileConfig):
-        row = source_file(session, caller, config.file_id, "data_source_config.file_id")
+        with session_scope(sessions, writes=False) as lookup:
+            row = source_file(lookup, caller, config.file_id, "data_source_config.file_id")
         stored["item_schema"] = items.infer_schema(items.from_lines(source_lines(storage, row)))
     testing = criteria.read_criteria(
         session, settings, store, caller, body.testing_criteria, stored["item_schema"]
