@@ -110,17 +110,17 @@ def out_of_attempts(rt: Runtime, session: Session, run: EvalRun) -> bool:
 
 
 def _grade_all(rt: Runtime, claimed: Claimed) -> None:
-    source_items = _items(rt, claimed)
-    grading = _grading(rt, claimed)
-    with session_scope(rt.sessions) as session:
-        run = repository.run_for_update(session, claimed.run_id)
-        if run is not None:
-            run.result_counts = {**run.result_counts, "total": len(source_items)}
-    pending = [source for source in source_items if source.index not in claimed.recorded]
     stop = threading.Event()
     heartbeat = threading.Thread(target=_heartbeat, args=(rt, claimed.run_id, stop), daemon=True)
-    heartbeat.start()
+    heartbeat.start()  # from the start: reading a large file of items may outlast the lease
     try:
+        source_items = _items(rt, claimed)
+        grading = _grading(rt, claimed)
+        with session_scope(rt.sessions) as session:
+            run = repository.run_for_update(session, claimed.run_id)
+            if run is not None:
+                run.result_counts = {**run.result_counts, "total": len(source_items)}
+        pending = [source for source in source_items if source.index not in claimed.recorded]
         with ThreadPoolExecutor(max_workers=BATCH_SIZE, thread_name_prefix="eval-item") as pool:
             for start in range(0, len(pending), BATCH_SIZE):
                 if stop.is_set() or shutting_down.is_set():
