@@ -274,7 +274,7 @@ def cmd_inference(_args: argparse.Namespace) -> None:
 
 
 def cmd_serve(_args: argparse.Namespace) -> None:
-    from api.queue import WEBHOOK_QUEUE
+    from api.queue import EVAL_QUEUE, WEBHOOK_QUEUE
 
     settings = Settings()
     store_of(settings).check()
@@ -284,6 +284,8 @@ def cmd_serve(_args: argparse.Namespace) -> None:
         subprocess.Popen(worker),
         # Webhook deliveries must not wait behind an hours-long training job in the worker above.
         subprocess.Popen([*worker, "--queues", WEBHOOK_QUEUE, "--pool", "webhooks", "--gpus", "0"]),
+        # Nor eval runs, which wait minutes on the inference backend.
+        subprocess.Popen([*worker, "--queues", EVAL_QUEUE, "--pool", "evals", "--gpus", "0"]),
     ]
     if not settings.inference_url:  # an inference backend of one's own (vLLM, say) is started elsewhere
         children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "inference"]))

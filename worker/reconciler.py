@@ -8,6 +8,7 @@ harmless: each step of a job acts only when the row says it is due). It fixes th
   enqueued_at) and that no worker leases: its message may be lost (Redis flushed or restarted, a
   broker volume gone), so it gets another. The broker's storage is never read, so this works with
   any broker;
+- an eval run whose worker died or whose message is overdue: rung again (worker/evals/reconcile.py);
 - the scratch directory of a job that ended without its worker cleaning up (cancelled while
   paused, or its worker died) holds checkpoints that can be gigabytes: removed.
 And once every STORAGE_SWEEP_SECONDS, on S3, the objects nothing names (worker/storage_sweep.py).
@@ -29,6 +30,7 @@ from api.db import session_scope
 from api.fine_tuning import repository
 from api.fine_tuning.status import QUEUED, TERMINAL, VALIDATING_FILES, transition
 from api.webhooks import repository as webhooks
+from worker.evals.reconcile import reconcile_runs
 from worker.jobs.claim import out_of_attempts
 from worker.runtime import Runtime
 from worker.storage_sweep import sweep_storage
@@ -51,6 +53,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
         "revalidated": [],
         "swept": [],
         "webhooks": [],
+        "eval_runs": [],
     }
     now = clock.now()
     pools: dict[str, str | None] = {}
@@ -76,6 +79,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
             done["enqueued" if job.status == QUEUED else "revalidated"].append(job.id)
             pools[job.id] = job.pool
     done["swept"] = _sweep_finished_workdirs(rt)
+    done["eval_runs"] = reconcile_runs(rt, now, GRACE_SECONDS)
     with session_scope(rt.sessions, writes=False) as session:
         # Deliveries whose message the broker lost (or that was never sent): ring again.
         done["webhooks"] = webhooks.overdue_deliveries(session, due_before=now - GRACE_SECONDS, now=now)

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from api.auth.service import create_key, revoke_key
-from api.dashboard import auth, service
+from api.dashboard import auth, evals, service
 from api.dashboard.format import FILTERS
 from api.db import end_reads
 from api.deps import SessionDep, SettingsDep
@@ -164,6 +164,18 @@ def models_page(
     request: Request, session: SessionDep, settings: SettingsDep, store: ModelStoreDep, _key: SignedIn
 ) -> HTMLResponse:
     return _page(request, "models.html", models=service.models(session, settings, store))
+
+
+@router.get("/evals", response_class=HTMLResponse)
+def evals_page(request: Request, session: SessionDep, _key: SignedIn) -> HTMLResponse:
+    return _page(request, "evals.html", evals=evals.evals_with_runs(session))
+
+
+@router.get("/evals/{eval_id}", response_class=HTMLResponse)
+def eval_page(request: Request, session: SessionDep, _key: SignedIn, eval_id: str) -> HTMLResponse:
+    """The eval's runs side by side; `run` (twice) picks the two whose items are compared."""
+    runs = request.query_params.getlist("run")
+    return _page(request, "eval.html", c=evals.compare(session, eval_id, runs))
 
 
 @router.get("/projects", response_class=HTMLResponse)

@@ -20,7 +20,10 @@ from api.files.storage import FileStorage, StagedBlob, TooLarge
 from api.ids import new_id
 from api.tables import File, Project
 
-UPLOAD_PURPOSES = ("fine-tune",)
+UPLOAD_PURPOSES = ("fine-tune", "evals")
+# An evals file is lines of items (api/evals/items.py); a line that is no JSON object is an errored item of
+# the run that reads it, not a refused upload.
+EVALS_PURPOSE = "evals"
 RESULTS_PURPOSE = "fine-tune-results"
 # OpenAI's bounds on expires_after.seconds: an hour to thirty days.
 MIN_EXPIRY_SECONDS = 3600
@@ -74,7 +77,8 @@ def upload(
             param="file",
         ) from None
     try:
-        _check_fine_tune_file(blob, limits)
+        if purpose != EVALS_PURPOSE:
+            _check_fine_tune_file(blob, limits)
     except BaseException:
         storage.discard(blob)
         raise

@@ -18,6 +18,7 @@ from api.config import Settings
 from api.db import after_commit, reads_before_writing
 from api.errors import InvalidRequest, NotFound, model_not_found
 from api.estimates import service as estimates
+from api.evals import job_link
 from api.files import service as files
 from api.fine_tuning import repository, start_from
 from api.fine_tuning.methods import method_and_hyperparameters
@@ -109,6 +110,7 @@ def plan_job(
         session, settings, base, method_type, hyperparameters, Recipe.from_dict(recipe.model_dump())
     )
     _check_file(session, caller, request.training_file, "training_file")
+    eval_on_success = job_link.read_link(session, caller, request.eval, base.id) if request.eval else None
     if request.validation_file:
         _check_file(session, caller, request.validation_file, "validation_file")
     job = FineTuningJob(
@@ -132,6 +134,7 @@ def plan_job(
         created_at=clock.now(),
         idempotency_key=idempotency_key,
         pool=pool,
+        eval_on_success=eval_on_success,
     )
     # Noted on the row as it is inserted (one statement, not an insert and an update): the message
     # for it goes out after the commit, in create_job_once.

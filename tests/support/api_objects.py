@@ -12,10 +12,12 @@ from typing import Any
 from api.checkpoints import service as checkpoints
 from api.config import Settings
 from api.db import session_scope
+from api.evals import repository as evals
 from api.fine_tuning import artifacts, repository
 from api.fine_tuning.service import fine_tuned_model_name
 from api.fine_tuning.status import QUEUED, RUNNING, SUCCEEDED, transition
-from api.tables import FineTuningCheckpoint
+from api.ids import new_id
+from api.tables import EvalOutputItem, FineTuningCheckpoint
 from tests.support.storage import to_store
 
 METRICS = {"step": 4, "train_loss": 1.5, "train_mean_token_accuracy": 0.5}
@@ -50,6 +52,39 @@ def succeed_with_checkpoints(app: Any, job_id: str, steps: tuple[int, ...] = (4,
         job.fine_tuned_model = fine_tuned_model_name(job)
         transition(session, job, SUCCEEDED, "done")
     return names
+
+
+def graded_eval_run(app: Any, client: Any) -> tuple[str, str, str]:
+    """An eval, a run of it and one output item, recorded as the worker records one: their ids."""
+    made = client.post(
+        "/v1/evals",
+        json={
+            "data_source_config": {"type": "custom", "item_schema": {"type": "object"}},
+            "testing_criteria": [
+                {"type": "string_check", "name": "eq", "input": "a", "reference": "a", "operation": "eq"}
+            ],
+        },
+    ).json()
+    source = {"type": "file_content", "content": [{"item": {}}]}
+    run = client.post(
+        f"/v1/evals/{made['id']}/runs", json={"data_source": {"type": "jsonl", "source": source}}
+    )
+    run_id = run.json()["id"]
+    with session_scope(app.state.sessionmaker) as session:
+        row = evals.run_for_update(session, run_id)
+        assert row is not None
+        item = EvalOutputItem(
+            id=new_id("outputitem_"),
+            run_pk=row.pk,
+            datasource_item_id=0,
+            datasource_item={},
+            sample={},
+            results=[{"name": "eq", "type": "string_check", "score": 1.0, "passed": True}],
+            status="pass",
+            created_at=row.created_at,
+        )
+        session.add(item)
+        return made["id"], run_id, item.id
 
 
 def _fake_artifact(settings: Settings, directory: Path) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from api import queue
 from api.db import session_scope
+from api.evals import fine_tuning as evals
 from api.files import service as files_service
 from api.fine_tuning import repository
 from api.fine_tuning.status import FAILED, QUEUED, transition
@@ -96,6 +97,7 @@ def _record(
         if verdict is Verdict.SUCCEED_DESPITE_PAUSE:
             repository.add_event(session, job, "Training finished before the pause took effect")
         publish.publish(rt, session, job, prepared)
+        evals.start_runs(session, rt.settings, rt.model_store, job)
     elif verdict is Verdict.REQUEUE:
         assert isinstance(final, Stopped)
         transition(
