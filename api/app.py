@@ -19,6 +19,7 @@ from api.dashboard.endpoints import install as install_dashboard
 from api.db import busy_reason, database_timed_out, make_engine, make_sessionmaker
 from api.errors import ServerBusy, TuneryError, describe_validation_error, error_body
 from api.estimates.endpoints import router as estimates_router
+from api.evals.endpoints import router as evals_router
 from api.files.endpoints import router as files_router
 from api.files.storage import FileStorage
 from api.fine_tuning.endpoints import router as jobs_router
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine, settings)
     # As many requests inside the database at once as the pool has connections (api/deps.py).
     app.state.database_slots = anyio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
-    app.state.file_storage = FileStorage(settings.files_path)
+    app.state.file_storage = FileStorage.of(settings)
     app.state.file_storage.sweep_staging()  # what an API killed mid-upload left
     app.state.model_store = ModelStore(settings.models_path)
     app.state.rate_limiter = make_limiter(settings)
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     install_dashboard(app)
     app.include_router(graders_router)
+    app.include_router(evals_router)
     app.include_router(health_router)
 
     _install_error_handlers(app)

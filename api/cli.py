@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from api import cli_jobs
 from api.config import Settings
+from api.storage import StorageUnreachable, store_of
 
 
 class ConfigurationError(Exception):
@@ -26,8 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args) or 0
-    except ConfigurationError as exc:
+    except (ConfigurationError, StorageUnreachable) as exc:
         print(f"tunery: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a TUNERY_* setting Settings() refused: its message names it
+        for error in exc.errors():
+            print(f"tunery: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
 
 
@@ -222,6 +229,7 @@ def cmd_models_export(args: argparse.Namespace) -> None:
 
 def cmd_api(_args: argparse.Namespace) -> None:
     settings = Settings()
+    store_of(settings).check()
     key = _bootstrap_key(settings)
     _serve_http(settings, key)
 
@@ -238,7 +246,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise SystemExit(f"--gpu-memory: {error}") from None
     capacity = detect_capacity(args.pool, args.gpus, memory)
-    app = make_app(Settings(), capacity, queues.split(","))
+    settings = Settings()
+    store_of(settings).check()
+    app = make_app(settings, capacity, queues.split(","))
     app.worker_main(
         [
             "worker",
@@ -258,19 +268,24 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_inference(_args: argparse.Namespace) -> None:
     from worker.inference.server import serve
 
-    serve(Settings())
+    settings = Settings()
+    store_of(settings).check()
+    serve(settings)
 
 
 def cmd_serve(_args: argparse.Namespace) -> None:
-    from api.queue import WEBHOOK_QUEUE
+    from api.queue import EVAL_QUEUE, WEBHOOK_QUEUE
 
     settings = Settings()
+    store_of(settings).check()
     key = _bootstrap_key(settings)
     worker = [sys.executable, "-m", "api.cli", "worker", "--loglevel=WARNING"]
     children = [
         subprocess.Popen(worker),
         # Webhook deliveries must not wait behind an hours-long training job in the worker above.
         subprocess.Popen([*worker, "--queues", WEBHOOK_QUEUE, "--pool", "webhooks", "--gpus", "0"]),
+        # Nor eval runs, which wait minutes on the inference backend.
+        subprocess.Popen([*worker, "--queues", EVAL_QUEUE, "--pool", "evals", "--gpus", "0"]),
     ]
     if not settings.inference_url:  # an inference backend of one's own (vLLM, say) is started elsewhere
         children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "inference"]))

@@ -38,6 +38,18 @@ class Settings(BaseSettings):
         description="A key that sees every project (the ops dashboard's). Unset: no admin key unless one "
         "is made with `tunery keys create --admin`.",
     )
+    storage_url: str | None = Field(
+        default=None,
+        description="Where uploaded files, result files, artifacts and checkpoints live. Unset: the data "
+        "directory (one machine, or a directory every machine mounts). s3://bucket/prefix: any "
+        "S3-compatible store (credentials from the usual AWS_* variables); DATA_DIR is then each "
+        "process's own scratch and cache.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 API's address for a store other than AWS (MinIO, Ceph, GCS interoperability): "
+        "http://minio:9000. Unset: AWS S3 in AWS_REGION or AWS_DEFAULT_REGION.",
+    )
     model_store: Path | None = Field(
         default=None, description="Directory of base models. Unset: DATA_DIR/models."
     )
@@ -214,6 +226,24 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # docker-compose.yml passes ${TUNERY_API_WORKERS:-}: an empty value means the default.
         return None if value == "" else value
+
+    @field_validator("storage_url", "s3_endpoint_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_storage(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme, _, rest = url.partition("://")
+        if scheme != "s3" or not rest.split("/", 1)[0]:
+            raise ValueError(
+                f"TUNERY_STORAGE_URL is {url!r}: give s3://bucket/prefix (an S3-compatible store), or leave "
+                "it unset for the data directory"
+            )
+        return url
 
     @field_validator("inference_backends")
     @classmethod

@@ -156,10 +156,43 @@ def after_commit(session: Session, action: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
+def end_reads(session: Session) -> None:
+    """End the transaction a request's reads began, before it calls the object store (a network
+    call no transaction may wait on). The session stays usable: a later query begins anew, and
+    the actions queued with after_commit still run when its unit of work ends."""
+    if session.in_transaction():
+        session.commit()
+
+
 @lru_cache(maxsize=16)
 def _reading(engine: Engine) -> Engine:
     """The engine whose connections promise only reads (on SQLite: BEGIN, not BEGIN IMMEDIATE)."""
     return engine.execution_options(**{WRITES: False})
+
+
+@contextmanager
+def reads_before_writing(session: Session) -> Iterator[Session]:
+    """For a unit of work that checks (reads) before it writes: the session to check in.
+
+    On SQLite a writing session holds the file's one write lock from its BEGIN, and every writer of
+    every process waits for it; so the checks run in a read transaction of their own, and `session`
+    takes the lock only for the writes. PostgreSQL locks rows, not the database: there the checks
+    run in `session` itself, which saves a connection checkout and its round trips. Rows read here
+    are detached once it ends (fine for checks; attributes already loaded stay readable).
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite" or session.in_transaction():
+        yield session
+        return
+    reads = Session(bind=_reading(bind), expire_on_commit=False)
+    try:
+        yield reads
+        reads.commit()
+    except BaseException:
+        reads.rollback()
+        raise
+    finally:
+        reads.close()
 
 
 @contextmanager
@@ -168,17 +201,37 @@ def session_scope(factory: sessionmaker[Session], *, writes: bool = True) -> Ite
 
     `writes=False` promises only reads (on SQLite it then takes no write lock).
     """
-    # Lazy either way: the connection is taken at the first query, not here, so a request holds
-    # none while it waits for anything else (its caller's own short session, an upload's check).
-    session = factory() if writes else factory(bind=_reading(factory.kw["bind"]))
+    session = open_session(factory, writes=writes)
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        end_session(session, failed=True)
         raise
+    end_session(session, failed=False)
+
+
+def open_session(factory: sessionmaker[Session], *, writes: bool = True) -> Session:
+    """The start of a unit of work (session_scope's, or a request's). No I/O: the connection is
+    taken at the first query, so a request holds none while it waits for anything else (its
+    caller's own short session, an upload's check)."""
+    return factory() if writes else factory(bind=_reading(factory.kw["bind"]))
+
+
+def end_session(session: Session, *, failed: bool) -> None:
+    """The end of a unit of work: commit (roll back when it failed, or when the commit does), close,
+    then run what waited for the commit (after_commit), in order."""
+    try:
+        if failed:
+            session.rollback()
+        else:
+            try:
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
     finally:
         actions = session.info.pop(_AFTER_COMMIT, [])
         session.close()
-    for action in actions:
-        action()
+    if not failed:
+        for action in actions:
+            action()

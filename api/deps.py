@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated
 
 import anyio
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.auth.service import Caller, authenticate
 from api.config import Settings
-from api.db import session_scope
+from api.db import end_session, open_session, session_scope
 from api.errors import RateLimited, ServerBusy
 
 
@@ -39,18 +40,30 @@ async def database_slot(request: Request) -> AsyncIterator[None]:
         slots.release()
 
 
-def get_session(
+async def get_session(
     request: Request, _slot: Annotated[None, Depends(database_slot, scope="function")]
-) -> Iterator[Session]:
-    """One session per request: commit when the endpoint returns, roll back when it raises."""
+) -> AsyncIterator[Session]:
+    """One session per request: commit when the endpoint returns, roll back when it raises.
+
+    Async, so that opening it (no I/O) takes no threadpool hop; its end (the commit, and what
+    waits for it) does blocking I/O and takes one. Under load each hop is a thread handoff that
+    on SQLite also prolongs the write lock a create holds until its commit.
+    """
     reads_only = request.method == "GET"
-    with session_scope(request.app.state.sessionmaker, writes=not reads_only) as session:
-        if reads_only:
-            request.state.read_session = session  # get_caller's too (below)
+    session = open_session(request.app.state.sessionmaker, writes=not reads_only)
+    if reads_only:
+        request.state.read_session = session  # get_caller's too (below)
+    try:
         yield session
+    except BaseException:
+        await anyio.to_thread.run_sync(partial(end_session, session, failed=True))
+        raise
+    await anyio.to_thread.run_sync(partial(end_session, session, failed=False))
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that only read app state are async: FastAPI runs a sync one on the threadpool, and
+# each such hop (a thread handoff and its wakeups) cost about as much as a small query under load.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -85,11 +98,13 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def _rate_limit(kind: str, setting: str):  # type: ignore[no-untyped-def]
-    def check(request: Request, caller: CallerDep) -> None:
+    async def check(request: Request, caller: CallerDep) -> None:
         limit = getattr(request.app.state.settings, setting)
         if not limit:
             return
-        retry_after = request.app.state.rate_limiter.hit(f"{kind}:{caller.key_id}", limit)
+        # The counter is a blocking call (Redis, or a SQLite file): off the event loop.
+        hit = request.app.state.rate_limiter.hit
+        retry_after = await anyio.to_thread.run_sync(hit, f"{kind}:{caller.key_id}", limit)
         if retry_after is not None:
             raise RateLimited(
                 f"Too many {kind} with this API key: at most {limit} a minute "

@@ -22,6 +22,7 @@ VALIDATE_JOB = "tunery.validate_job"
 RUN_JOB = "tunery.run_job"
 EXPORT_MODEL = "tunery.export_model"
 DELIVER_WEBHOOK = "tunery.deliver_webhook"
+RUN_EVAL = "tunery.run_eval"
 
 # Validation is light CPU work; training wants a GPU worker. Separate queues let a deployment run
 # a few cheap validators and one trainer per GPU.
@@ -32,11 +33,15 @@ TRAINING_QUEUE = "tunery.training"
 EXPORT_QUEUE = "tunery.export"
 # Webhook deliveries are short network calls that must not wait behind training: a queue of their own.
 WEBHOOK_QUEUE = "tunery.webhooks"
+# Eval runs wait on the inference backend, not on a GPU of their own: a queue of their own, so that they
+# neither wait behind training nor hold up validation.
+EVAL_QUEUE = "tunery.evals"
 QUEUE_OF_TASK = {
     VALIDATE_JOB: VALIDATION_QUEUE,
     RUN_JOB: TRAINING_QUEUE,
     EXPORT_MODEL: EXPORT_QUEUE,
     DELIVER_WEBHOOK: WEBHOOK_QUEUE,
+    RUN_EVAL: EVAL_QUEUE,
 }
 # Workers that name no pool; its training queue is TRAINING_QUEUE itself, so a deployment without
 # pools (the embedded default) runs as it always did.
@@ -49,9 +54,9 @@ def training_queue(pool: str | None) -> str:
 
 
 def worker_queues(pool: str | None = None) -> list[str]:
-    """What a worker of `pool` consumes by default: validation, exports, webhook deliveries, and its
-    pool's training."""
-    return sorted({VALIDATION_QUEUE, EXPORT_QUEUE, WEBHOOK_QUEUE, training_queue(pool)})
+    """What a worker of `pool` consumes by default: validation, exports, webhook deliveries, eval runs,
+    and its pool's training."""
+    return sorted({VALIDATION_QUEUE, EXPORT_QUEUE, WEBHOOK_QUEUE, EVAL_QUEUE, training_queue(pool)})
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

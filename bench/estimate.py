@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO_ROOT))
 def child(model_dir: Path, recipe_json: str, batch_size: int, seq_len: int, steps: int) -> dict[str, float]:
     import torch
 
-    from api.models.store import ModelStore
-    from catalog.estimate import ModelShape, Tensor, estimate_memory
+    from catalog.estimate import estimate_memory
+    from catalog.safetensors_headers import model_shape
     from worker.training.base_model import BaseModel
     from worker.training.precision import resolve_precision
     from worker.training.recipes import get_recipe
@@ -65,10 +65,8 @@ def child(model_dir: Path, recipe_json: str, batch_size: int, seq_len: int, step
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     measured = torch.cuda.max_memory_allocated()
-    entry = ModelStore(model_dir.parent).get(model_dir.name)
-    assert entry is not None
-    tensors = entry.tensors() or {}
-    shape = ModelShape.read(entry.config(), [Tensor(n, t.shape, t.dtype) for n, t in tensors.items()])
+    shape = model_shape(model_dir)
+    assert shape is not None, f"{model_dir} has no safetensors"
     estimated = estimate_memory(recipe, shape, precision="bf16", batch_size=batch_size).total_bytes_per_gpu
     return {"measured": measured, "estimated": estimated}
 

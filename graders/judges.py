@@ -24,6 +24,8 @@ from graders.types import GraderMessage, LabelModelGrader, ScoreModelGrader
 class JudgeAnswer:
     text: str
     usage: dict[str, int] = field(default_factory=dict)
+    finish_reason: str | None = None
+    """Why the model stopped ("stop", "length"): evals record it with each generated sample."""
 
 
 Judge = Callable[[str, list[dict[str, str]], dict[str, Any]], JudgeAnswer]

@@ -58,9 +58,10 @@ def ask(
     if response.status_code != 200:
         raise JudgeFailed(f"the inference backend answered {response.status_code}: {response.text[:300]}")
     body = response.json()
-    text = body["choices"][0]["message"].get("content") or ""
+    choice = body["choices"][0]
+    text = choice["message"].get("content") or ""
     usage = {k: int(v) for k, v in (body.get("usage") or {}).items() if isinstance(v, int)}
-    return JudgeAnswer(text, usage)
+    return JudgeAnswer(text, usage, choice.get("finish_reason"))
 
 
 class EndpointJudge:

@@ -8,23 +8,10 @@ name. Unknown fields are refused so that a typo is an error that names it, not a
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-SIMILARITY_METRICS = (
-    "cosine",
-    "fuzzy_match",
-    "bleu",
-    "gleu",
-    "meteor",
-    "rouge_1",
-    "rouge_2",
-    "rouge_3",
-    "rouge_4",
-    "rouge_5",
-    "rouge_l",
-)
 SimilarityMetric = Literal[
     "cosine",
     "fuzzy_match",
@@ -38,6 +25,7 @@ SimilarityMetric = Literal[
     "rouge_5",
     "rouge_l",
 ]
+SIMILARITY_METRICS: tuple[str, ...] = get_args(SimilarityMetric)
 
 
 class _Shape(BaseModel):

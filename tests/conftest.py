@@ -23,6 +23,7 @@ from api.db import session_scope
 from api.migrations import upgrade
 from api.models.store import ModelStore
 from tests.support import redis_databases, services
+from tests.support.storage import s3_endpoint, storage_settings  # noqa: F401 (a fixture)
 from tests.support.tiny_model import build_tiny_chat_model, toy_chat_examples, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -93,18 +94,26 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    """Migrated settings for one test, on the backend of the test's parameter."""
+def storage() -> str:
+    """The storage backend (tests/support/storage.py): `local` unless TUNERY_TEST_STORAGE says `s3`."""
+    return os.environ.get("TUNERY_TEST_STORAGE", "local")
+
+
+@pytest.fixture
+def settings(backend: str, storage: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Migrated settings for one test, on the backend (and storage backend) of the test's parameters."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
+    stored = storage_settings(storage, request)
     if backend == "sqlite":
         shutil.copyfile(request.getfixturevalue("sqlite_template"), data_dir / "tunery.db")
-        return Settings(data_dir=data_dir, database_url=None, broker_url=None, api_key=None)
+        return Settings(data_dir=data_dir, database_url=None, broker_url=None, api_key=None, **stored)
     return Settings(
         data_dir=data_dir,
         database_url=request.getfixturevalue("postgres_url"),
         broker_url=request.getfixturevalue("redis_url"),
         api_key=None,
+        **stored,
     )
 
 

@@ -268,7 +268,9 @@ class TestComposeSharesOnlyTheBucket:
             for volume, _, _ in _mounts(service):
                 users.setdefault(volume, []).append(name)
         shared = {volume: sorted(names) for volume, names in users.items() if len(names) > 1}
-        assert shared == {"tunery-models": ["api", "import-demo-model", "inference", "worker"]}, shared
+        assert shared == {"tunery-models": ["api", "evals", "import-demo-model", "inference", "worker"]}, (
+            shared
+        )
         assert set(users) == set(_compose()["volumes"])
 
     @pytest.mark.parametrize("service", ["api", "worker", "webhooks", "inference", "import-demo-model"])

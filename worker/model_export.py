@@ -16,6 +16,7 @@ from api.db import make_engine, make_sessionmaker, session_scope
 from api.files.storage import FileStorage
 from api.fine_tuning import artifacts
 from api.fine_tuning import repository as job_rows
+from api.models.downloads import export_ready
 from api.models.serving import ADAPTER_CONFIG
 from api.models.store import ModelStore
 from worker.jobs.export import export_model
@@ -36,10 +37,12 @@ def export(settings: Settings, model: str, format: str, out: Path) -> Path:
         if step is None
         else artifacts.checkpoint_dir(settings, job_id, step)
     )
-    if not source.is_dir():
+    if not artifacts.fetch(settings, source):  # on S3: downloaded from the bucket
         raise ExportError(f"The files of {model} are no longer stored.")
     if format == "merged" and (source / ADAPTER_CONFIG).exists():
         source = _merged(settings, job_id, step)
+        if not artifacts.fetch(settings, source):
+            raise ExportError(f"The merged export of {model} is no longer stored.")
     _copy(source, out)
     return out
 
@@ -61,7 +64,7 @@ def _find(settings: Settings, model: str) -> tuple[str, int | None]:
 
 def _merged(settings: Settings, job_id: str, step: int | None) -> Path:
     ready = artifacts.merged_dir(settings, job_id, step)
-    if ready.is_dir():
+    if export_ready(settings, ready):
         return ready
     with tqdm(total=len(STAGES), desc="merge", unit="stage") as bar:
 
@@ -74,7 +77,7 @@ def _merged(settings: Settings, job_id: str, step: int | None) -> Path:
         rt = Runtime(
             settings,
             make_sessionmaker(engine),
-            FileStorage(settings.files_path),
+            FileStorage.of(settings),
             ModelStore(settings.models_path),
         )
         try:

@@ -8,8 +8,10 @@ harmless: each step of a job acts only when the row says it is due). It fixes th
   enqueued_at) and that no worker leases: its message may be lost (Redis flushed or restarted, a
   broker volume gone), so it gets another. The broker's storage is never read, so this works with
   any broker;
+- an eval run whose worker died or whose message is overdue: rung again (worker/evals/reconcile.py);
 - the scratch directory of a job that ended without its worker cleaning up (cancelled while
   paused, or its worker died) holds checkpoints that can be gigabytes: removed.
+And once every STORAGE_SWEEP_SECONDS, on S3, the objects nothing names (worker/storage_sweep.py).
 
 A message is only a doorbell, so one too many costs a no-op delivery: a job that waits longer than
 GRACE_SECONDS for a free worker gets one more message per GRACE_SECONDS, each of which its claim (or
@@ -21,20 +23,25 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 
 from api import clock, queue
 from api.db import session_scope
 from api.fine_tuning import repository
 from api.fine_tuning.status import QUEUED, TERMINAL, VALIDATING_FILES, transition
 from api.webhooks import repository as webhooks
+from worker.evals.reconcile import reconcile_runs
 from worker.jobs.claim import out_of_attempts
 from worker.runtime import Runtime
+from worker.storage_sweep import sweep_storage
 
 log = logging.getLogger("tunery.worker.reconciler")
 
 # How long a job's message may wait before the reconciler rings again: longer than a message takes
 # from the commit to a free worker, short enough that a lost one costs a user half a minute.
 GRACE_SECONDS = 30
+# How often a worker looks for objects nothing names (worker/storage_sweep.py): a listing of the bucket.
+STORAGE_SWEEP_SECONDS = 3600
 
 
 def reconcile(rt: Runtime) -> dict[str, list[str]]:
@@ -46,6 +53,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
         "revalidated": [],
         "swept": [],
         "webhooks": [],
+        "eval_runs": [],
     }
     now = clock.now()
     pools: dict[str, str | None] = {}
@@ -71,6 +79,7 @@ def reconcile(rt: Runtime) -> dict[str, list[str]]:
             done["enqueued" if job.status == QUEUED else "revalidated"].append(job.id)
             pools[job.id] = job.pool
     done["swept"] = _sweep_finished_workdirs(rt)
+    done["eval_runs"] = reconcile_runs(rt, now, GRACE_SECONDS)
     with session_scope(rt.sessions, writes=False) as session:
         # Deliveries whose message the broker lost (or that was never sent): ring again.
         done["webhooks"] = webhooks.overdue_deliveries(session, due_before=now - GRACE_SECONDS, now=now)
@@ -106,11 +115,18 @@ def start_loop(rt: Runtime, stop: threading.Event) -> threading.Thread:
     """Reconcile now and then every reconcile_seconds until `stop` is set (a daemon thread)."""
 
     def loop() -> None:
+        next_storage_sweep = time.monotonic() + STORAGE_SWEEP_SECONDS / 10  # not all at a fleet's start
         while True:
             try:
                 reconcile(rt)
             except Exception:
                 log.exception("reconcile pass failed; trying again next time")
+            if time.monotonic() >= next_storage_sweep:
+                next_storage_sweep = time.monotonic() + STORAGE_SWEEP_SECONDS
+                try:
+                    sweep_storage(rt)
+                except Exception:
+                    log.exception("storage sweep failed; trying again next time")
             if stop.wait(rt.settings.reconcile_seconds):
                 return
 

@@ -36,6 +36,6 @@ def runtime() -> Runtime:
     return Runtime(
         settings=settings,
         sessions=make_sessionmaker(make_engine(settings), settings),
-        file_storage=FileStorage(settings.files_path),
+        file_storage=FileStorage.of(settings),
         model_store=ModelStore(settings.models_path),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 
 from api import queue
+from worker.evals.run import run_eval as grade_eval_run
 from worker.jobs import export, run, validate
 from worker.runtime import runtime
 from worker.webhook_delivery import deliver
@@ -30,8 +31,13 @@ def deliver_webhook(delivery_id: str) -> None:
     deliver(runtime(), delivery_id)
 
 
+def run_eval(run_id: str) -> None:
+    grade_eval_run(runtime(), run_id)
+
+
 def register(app: Celery) -> None:
     app.task(name=queue.VALIDATE_JOB)(validate_job)
     app.task(name=queue.RUN_JOB)(run_job)
     app.task(name=queue.EXPORT_MODEL)(export_model)
     app.task(name=queue.DELIVER_WEBHOOK)(deliver_webhook)
+    app.task(name=queue.RUN_EVAL)(run_eval)

@@ -18,6 +18,7 @@ from api.checkpoints.schemas import (
     FineTuningJobCheckpointObject,
     PermissionCreate,
 )
+from api.db import end_reads
 from api.deps import CallerDep, SessionDep, SettingsDep
 from api.errors import NotFound
 from api.fine_tuning import artifacts, tar_download
@@ -84,6 +85,9 @@ def download_checkpoint_adapter(
     """Tunery's extension: a checkpoint's artifact (a tar), for its project and those it is shared with."""
     row = service.usable_checkpoint(session, caller, checkpoint)
     directory = artifacts.checkpoint_dir(settings, row.job.id, row.step_number)
-    if not directory.is_dir():
+    name = f"{row.job.id}-step-{row.step_number}-adapter.tar"
+    end_reads(session)
+    response = artifacts.download(request, settings, directory, name)
+    if response is None:
         raise NotFound(f"The adapter of {checkpoint} is no longer stored.", param="checkpoint")
-    return tar_download.tar_response(request, directory, f"{row.job.id}-step-{row.step_number}-adapter.tar")
+    return response

@@ -15,11 +15,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from api.auth.service import create_key, revoke_key
-from api.dashboard import auth, service
+from api.dashboard import auth, evals, service
 from api.dashboard.format import FILTERS
+from api.db import end_reads
 from api.deps import SessionDep, SettingsDep
 from api.errors import InvalidRequest, NotFound
-from api.fine_tuning import artifacts, tar_download
+from api.fine_tuning import artifacts
 from api.fine_tuning.status import ALLOWED
 from api.models.endpoints import ModelStoreDep
 from api.tables import ApiKey
@@ -139,9 +140,11 @@ def download(
             artifacts.checkpoint_dir(settings, job.id, step),
             f"{job.id}-step-{step}-adapter.tar",
         )
-    if not directory.is_dir():
+    end_reads(session)
+    response = artifacts.download(request, settings, directory, name)
+    if response is None:
         raise NotFound(f"Fine-tuning job {job_id} has no such artifact.", param="step")
-    return tar_download.tar_response(request, directory, name)
+    return response
 
 
 @router.get("/workers", response_class=HTMLResponse)
@@ -161,6 +164,18 @@ def models_page(
     request: Request, session: SessionDep, settings: SettingsDep, store: ModelStoreDep, _key: SignedIn
 ) -> HTMLResponse:
     return _page(request, "models.html", models=service.models(session, settings, store))
+
+
+@router.get("/evals", response_class=HTMLResponse)
+def evals_page(request: Request, session: SessionDep, _key: SignedIn) -> HTMLResponse:
+    return _page(request, "evals.html", evals=evals.evals_with_runs(session))
+
+
+@router.get("/evals/{eval_id}", response_class=HTMLResponse)
+def eval_page(request: Request, session: SessionDep, _key: SignedIn, eval_id: str) -> HTMLResponse:
+    """The eval's runs side by side; `run` (twice) picks the two whose items are compared."""
+    runs = request.query_params.getlist("run")
+    return _page(request, "eval.html", c=evals.compare(session, eval_id, runs))
 
 
 @router.get("/projects", response_class=HTMLResponse)

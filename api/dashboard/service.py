@@ -12,6 +12,7 @@ from api import clock, queue
 from api.auth.service import Caller
 from api.config import Settings
 from api.dashboard import repository
+from api.db import end_reads
 from api.errors import NotFound
 from api.fine_tuning import service as jobs_service
 from api.fine_tuning.status import QUEUED, VALIDATING_FILES
@@ -189,8 +190,10 @@ def models(session: Session, settings: Settings, store: ModelStore) -> list[Mode
     from api.fine_tuning import artifacts
 
     rows = [ModelRow(entry.id, "base", directory_size(entry.path)) for entry in store.list()]
-    for job in repository.fine_tuned(session):
-        size = directory_size(artifacts.adapter_dir(settings, job.id))
+    jobs = list(repository.fine_tuned(session))
+    end_reads(session)  # on S3 the sizes are listings of the bucket
+    for job in jobs:
+        size = artifacts.stored_bytes(settings, artifacts.adapter_dir(settings, job.id))
         rows.append(ModelRow(job.fine_tuned_model or "", "fine-tuned", size, f"{job.model} · {job.id}"))
     return rows
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from fastapi import APIRouter
 
 from api.deps import CallerDep, SessionDep, SettingsDep
@@ -35,7 +37,7 @@ def create_estimate(
     if base is None:
         raise model_not_found(body.model, param="model")
     recipe = Recipe.from_dict((body.recipe or RecipeIn()).model_dump())
-    training = None
+    key = None
     if body.training_file:
         row = files.in_project(session, caller.project.pk, body.training_file)
         if row is None:
@@ -44,6 +46,9 @@ def create_estimate(
                 param="training_file",
                 code="file_not_found",
             )
-        training = storage.path(row.storage_key)
-    estimate = service.estimate(session, settings, base, method_type, hyperparameters, recipe, training)
+        key = row.storage_key
+    with ExitStack() as files_here:
+        # On S3 the file is downloaded to this API's staging for the count, and removed after.
+        training = files_here.enter_context(storage.local_copy(key)) if key is not None else None
+        estimate = service.estimate(session, settings, base, method_type, hyperparameters, recipe, training)
     return EstimateObject.of(estimate)

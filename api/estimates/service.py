@@ -21,12 +21,12 @@ from api.estimates.tokens import TokenCount, count_tokens
 from api.fine_tuning.hyperparameters import auto_batch_size, auto_epochs
 from api.models.store import BaseModelEntry
 from api.workers.pools import Pool, gpu_pools
+from catalog import safetensors_headers
 from catalog.estimate import (
     GPU_PRECISIONS,
     Memory,
     ModelShape,
     Parameters,
-    Tensor,
     count_parameters,
     estimate_memory,
 )
@@ -66,11 +66,7 @@ class Estimate:
 
 def model_shape(base: BaseModelEntry, method_type: str) -> ModelShape | None:
     """The base's shape from config.json and its safetensors headers; None without safetensors."""
-    tensors = base.tensors()
-    if tensors is None:
-        return None
-    listed = [Tensor(name, info.shape, info.dtype) for name, info in tensors.items()]
-    return ModelShape.read(base.config(), listed, METHODS[method_type].task)
+    return safetensors_headers.model_shape(base.path, METHODS[method_type].task)
 
 
 def run_precision(recipe: Recipe) -> str:

@@ -5,19 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
+from api.db import end_reads
 from api.deps import CallerDep, SessionDep, SettingsDep, UploadRateLimit
-from api.errors import InvalidRequest
+from api.errors import InvalidRequest, NotFound
 from api.files import service
 from api.files.schemas import FileDeleted, FileObject
 from api.files.storage import FileStorage
+from api.fine_tuning import tar_download
 from api.pagination import Page
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
-def get_storage(request: Request) -> FileStorage:
+async def get_storage(request: Request) -> FileStorage:  # async: no threadpool hop
     return request.app.state.file_storage
 
 
@@ -99,12 +101,28 @@ def delete_file(session: SessionDep, caller: CallerDep, storage: StorageDep, fil
 @router.get(
     "/{file_id}/content",
     response_class=FileResponse,
-    responses={200: {"description": "The file's bytes.", "content": {"application/octet-stream": {}}}},
+    responses={
+        200: {"description": "The file's bytes.", "content": {"application/octet-stream": {}}},
+        206: {"description": "The requested byte range (`Range: bytes=a-b`)."},
+    },
 )
 def retrieve_file_content(
-    session: SessionDep, caller: CallerDep, storage: StorageDep, file_id: str
-) -> FileResponse:
+    session: SessionDep, caller: CallerDep, storage: StorageDep, request: Request, file_id: str
+) -> Response:
     row = service.get(session, caller, file_id)
-    return FileResponse(
-        storage.path(row.storage_key), media_type="application/octet-stream", filename=row.filename
+    key, filename = row.storage_key, row.filename
+    local = storage.local_path(key)
+    if local is not None:
+        return FileResponse(local, media_type="application/octet-stream", filename=filename)
+    end_reads(session)  # what follows is a network call: no transaction stays open across it
+    stored = storage.stat(key)
+    if stored is None:
+        raise NotFound(f"The content of {file_id} is gone (the file is being deleted).", param="id")
+    return tar_download.ranged_response(
+        request,
+        stored.size,
+        stored.etag,
+        lambda start, end: storage.read(key, start, end),
+        filename,
+        "application/octet-stream",
     )

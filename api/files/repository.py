@@ -32,6 +32,11 @@ def get_any_project(session: Session, file_id: str) -> File | None:
     return session.scalar(select(File).where(File.id == file_id))
 
 
+def known_keys(session: Session, keys: list[str]) -> set[str]:
+    """Those of `keys` that a file row names (expired or not)."""
+    return set(session.scalars(select(File.storage_key).where(File.storage_key.in_(keys))))
+
+
 def page(
     session: Session,
     scope: int | None,

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from api.response_models import OmitsEmptyOptionals
 from api.tables import File
 
-FilePurpose = Literal["fine-tune", "fine-tune-results"]
+FilePurpose = Literal["fine-tune", "fine-tune-results", "evals"]
 FileStatus = Literal["uploaded", "processed", "error"]
 
 

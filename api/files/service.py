@@ -20,7 +20,10 @@ from api.files.storage import FileStorage, StagedBlob, TooLarge
 from api.ids import new_id
 from api.tables import File, Project
 
-UPLOAD_PURPOSES = ("fine-tune",)
+UPLOAD_PURPOSES = ("fine-tune", "evals")
+# An evals file is lines of items (api/evals/items.py); a line that is no JSON object is an errored item of
+# the run that reads it, not a refused upload.
+EVALS_PURPOSE = "evals"
 RESULTS_PURPOSE = "fine-tune-results"
 # OpenAI's bounds on expires_after.seconds: an hour to thirty days.
 MIN_EXPIRY_SECONDS = 3600
@@ -74,58 +77,80 @@ def upload(
             param="file",
         ) from None
     try:
-        _check_fine_tune_file(blob, limits)
-        row = _publish(session, storage, blob, project.pk, filename, purpose)
-        if expires_after_seconds is not None:
-            row.expires_at = row.created_at + expires_after_seconds
-        return row
+        if purpose != EVALS_PURPOSE:
+            _check_fine_tune_file(blob, limits)
     except BaseException:
         storage.discard(blob)
         raise
-
-
-def stage_result(storage: FileStorage, source: Path) -> StagedBlob:
-    """Copy a file the worker produced (the step metrics CSV) into storage, not yet published.
-
-    The copy happens here, before the transaction that records the file (`store_result`): no file
-    copy inside a transaction. The caller discards the blob if that transaction never comes.
-    """
-    return storage.stage_copy(source)
-
-
-def store_result(
-    session: Session, storage: FileStorage, project_pk: int, blob: StagedBlob, filename: str
-) -> File:
-    """Record a staged result file as a file of the job's project (a row and a rename)."""
+    # Published before the request's session opens its transaction (its first query is the row's
+    # insert): on S3 a multipart upload, which no transaction waits for.
+    stored = _put(storage, blob, project.pk)
     try:
-        return _publish(session, storage, blob, project_pk, filename, RESULTS_PURPOSE)
+        row = _record(session, stored, project.pk, filename, purpose)
     except BaseException:
-        storage.discard(blob)
+        storage.delete(stored.storage_key)
         raise
+    if expires_after_seconds is not None:
+        row.expires_at = row.created_at + expires_after_seconds
+    return row
 
 
-def _publish(
-    session: Session, storage: FileStorage, blob: StagedBlob, project_pk: int, filename: str, purpose: str
-) -> File:
-    """Record a staged blob as a file and move it under its key; the caller discards it on failure.
+@dataclass(frozen=True)
+class StoredFile:
+    """Bytes already under their file's key, not yet recorded: no row names them."""
 
-    The key is the project and the file id, never the client's file name.
+    file_id: str
+    storage_key: str
+    bytes: int
+    sha256: str
+
+
+def stage_result(storage: FileStorage, project_pk: int, source: Path) -> StoredFile:
+    """Put a file the worker produced (the step metrics CSV) under a key of the job's project.
+
+    The copy (an upload, on S3) happens here, before the transaction that records the file
+    (`store_result`): no file work inside a transaction. The caller withdraws it if that transaction
+    never comes; a worker killed in between leaves an object without a row, which the storage sweep
+    removes (worker/storage_sweep.py).
     """
+    return _put(storage, storage.stage_copy(source), project_pk)
+
+
+def withdraw_result(storage: FileStorage, stored: StoredFile) -> None:
+    storage.delete(stored.storage_key)
+
+
+def store_result(session: Session, project_pk: int, stored: StoredFile, filename: str) -> File:
+    """Record a stored result file as a file of the job's project: a row only."""
+    return _record(session, stored, project_pk, filename, RESULTS_PURPOSE)
+
+
+def _put(storage: FileStorage, blob: StagedBlob, project_pk: int) -> StoredFile:
+    """Move a staged blob under a new file's key (the key is the project and the file id, never the
+    client's file name); the blob is gone either way."""
     file_id = new_id("file-")
+    key = f"{project_pk}/{file_id}"
+    try:
+        storage.publish(blob, key)
+    finally:
+        storage.discard(blob)
+    return StoredFile(file_id, key, blob.bytes, blob.sha256)
+
+
+def _record(session: Session, stored: StoredFile, project_pk: int, filename: str, purpose: str) -> File:
     row = File(
-        id=file_id,
+        id=stored.file_id,
         project_pk=project_pk,
         filename=safe_filename(filename),
         purpose=purpose,
-        bytes=blob.bytes,
-        sha256=blob.sha256,
+        bytes=stored.bytes,
+        sha256=stored.sha256,
         status="processed",
         status_details=None,
-        storage_key=f"{project_pk}/{file_id}",
+        storage_key=stored.storage_key,
         created_at=clock.now(),
     )
     repository.add(session, row)
-    storage.publish(blob, row.storage_key)
     return row
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from api.checkpoints import service as checkpoints
+from api.db import end_reads
 from api.deps import CallerDep, JobCreationLimit, SessionDep, SettingsDep
 from api.errors import InvalidRequest, NotFound
 from api.fine_tuning import artifacts, service, tar_download
@@ -113,11 +114,16 @@ def download_adapter(
         name = f"{job.id}-adapter.tar"
     # The row decides: a deleted model's files may outlive the delete's commit for a moment.
     no_model = checkpoint is None and (job.fine_tuned_model is None or job.model_deleted_at is not None)
-    if no_model or not directory.is_dir():
-        raise NotFound(
-            f"Fine-tuning job {job_id} has no such adapter (status: {job.status}).", param="job_id"
-        )
-    return tar_download.tar_response(request, directory, name)
+    missing = NotFound(
+        f"Fine-tuning job {job_id} has no such adapter (status: {job.status}).", param="job_id"
+    )
+    if no_model:
+        raise missing
+    end_reads(session)
+    response = artifacts.download(request, settings, directory, name)
+    if response is None:
+        raise missing
+    return response
 
 
 def _metadata_filters(request: Request) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, insert, or_, select
 from sqlalchemy.orm import Session
 
 from api import clock
@@ -62,6 +62,18 @@ def statuses_of(session: Session, job_ids: list[str]) -> dict[str, str]:
         select(FineTuningJob.id, FineTuningJob.status).where(FineTuningJob.id.in_(job_ids))
     )
     return {job_id: status for job_id, status in rows}
+
+
+def with_live_models(session: Session, job_ids: list[str]) -> set[str]:
+    """Those of `job_ids` whose fine-tuned model stands (made, and not deleted)."""
+    rows = session.scalars(
+        select(FineTuningJob.id).where(
+            FineTuningJob.id.in_(job_ids),
+            FineTuningJob.fine_tuned_model.is_not(None),
+            FineTuningJob.model_deleted_at.is_(None),
+        )
+    )
+    return set(rows)
 
 
 def by_idempotency_key(session: Session, project_pk: int, key: str) -> FineTuningJob | None:
@@ -133,6 +145,23 @@ def add_event(
     session.add(event)
     session.flush()
     return event
+
+
+def add_events(session: Session, job: FineTuningJob, messages: list[str]) -> None:
+    """Several info messages as one executemany INSERT, in order (their rows are not needed back)."""
+    now = clock.now()
+    rows = [
+        {
+            "id": new_id("ftevent-"),
+            "job_pk": job.pk,
+            "created_at": now,
+            "level": "info",
+            "type": "message",
+            "message": m,
+        }
+        for m in messages
+    ]
+    session.execute(insert(FineTuningJobEvent), rows)
 
 
 def get_event(session: Session, job: FineTuningJob, event_id: str) -> FineTuningJobEvent | None:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, create_model
 
+from api.evals.schemas import EvalLink
 from api.fine_tuning.recipe_schema import RecipeIn
 from api.request_models import Strict
 from api.tables import FineTuningJob, FineTuningJobEvent
@@ -99,6 +100,8 @@ class JobCreate(Strict):
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
     integrations: Annotated[list[IntegrationIn], Field(max_length=16)] | None = None
     recipe: RecipeIn | None = None
+    eval: EvalLink | None = None
+    """Tunery's extension: an eval to run on the fine-tuned model and on its base once the job succeeds."""
 
 
 class Hyperparameters(BaseModel):
@@ -146,6 +149,10 @@ class FineTuningJobObject(BaseModel):
     method: dict[str, Any]
     user_provided_suffix: str | None = None
     recipe: dict[str, Any] = Field(description="Tunery's extension: the recipe with every default filled in.")
+    eval: dict[str, Any] | None = Field(
+        default=None,
+        description="Tunery's extension: the eval that runs on the fine-tuned model and its base.",
+    )
 
     @classmethod
     def of(cls, job: FineTuningJob) -> FineTuningJobObject:
@@ -173,6 +180,7 @@ class FineTuningJobObject(BaseModel):
             method=method_object(job),
             user_provided_suffix=job.suffix,
             recipe=job.recipe,
+            eval=job.eval_on_success,
         )
 
 

@@ -10,13 +10,15 @@ import secrets
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from api import clock, queue
 from api.auth.service import Caller
 from api.config import Settings
-from api.db import after_commit
+from api.db import after_commit, reads_before_writing
 from api.errors import InvalidRequest, NotFound, model_not_found
 from api.estimates import service as estimates
+from api.evals import job_link
 from api.files import service as files
 from api.fine_tuning import repository, start_from
 from api.fine_tuning.methods import method_and_hyperparameters
@@ -52,13 +54,21 @@ def create_job_once(
 ) -> FineTuningJob:
     """Create a job and have it validated once committed; for a key this project used before,
     return that job instead."""
-    if idempotency_key:
-        earlier = repository.by_idempotency_key(session, caller.project.pk, idempotency_key)
+    # Everything that checks the request reads first; on SQLite the write lock is then held only for
+    # the two INSERTs (api.db.reads_before_writing).
+    with reads_before_writing(session) as reads:
+        earlier = (
+            repository.by_idempotency_key(reads, caller.project.pk, idempotency_key)
+            if idempotency_key
+            else None
+        )
         if earlier is not None:
             return earlier
+        job = plan_job(reads, settings, store, caller, request, idempotency_key)
+    if idempotency_key:
         savepoint = session.begin_nested()
         try:
-            job = create_job(session, settings, store, caller, request, idempotency_key)
+            save_job(session, job)
             savepoint.commit()
         except IntegrityError:
             # A concurrent request with the same key won the race: answer with its job.
@@ -68,15 +78,14 @@ def create_job_once(
                 raise
             return earlier
     else:
-        job = create_job(session, settings, store, caller, request)
+        save_job(session, job)
     job_id = job.id
     # The message goes out only once the job is committed: a worker must find the row it names.
-    queue.mark_enqueued(job)
     after_commit(session, lambda: queue.enqueue(settings, queue.VALIDATE_JOB, job_id))
     return job
 
 
-def create_job(
+def plan_job(
     session: Session,
     settings: Settings,
     store: ModelStore,
@@ -106,6 +115,7 @@ def create_job(
         else None
     )
     _check_file(session, caller, request.training_file, "training_file")
+    eval_on_success = job_link.read_link(session, caller, request.eval, base.id) if request.eval else None
     if request.validation_file:
         _check_file(session, caller, request.validation_file, "validation_file")
     job = FineTuningJob(
@@ -129,11 +139,22 @@ def create_job(
         created_at=clock.now(),
         idempotency_key=idempotency_key,
         pool=pool,
+        eval_on_success=eval_on_success,
     )
-    repository.add(session, job)
-    repository.add_event(session, job, f"Created fine-tuning job: {job.id}")
-    repository.add_event(session, job, f"Validating training file: {job.training_file}")
+    # Noted on the row as it is inserted (one statement, not an insert and an update): the message
+    # for it goes out after the commit, in create_job_once.
+    queue.mark_enqueued(job)
+    # The caller's project is the job's; the response reads it without another query.
+    set_committed_value(job, "project", caller.project)
     return job
+
+
+def save_job(session: Session, job: FineTuningJob) -> None:
+    """The planned job's row and its first two events."""
+    repository.add(session, job)
+    repository.add_events(
+        session, job, [f"Created fine-tuning job: {job.id}", f"Validating training file: {job.training_file}"]
+    )
 
 
 def get_job(session: Session, caller: Caller, job_id: str, *, for_update: bool = False) -> FineTuningJob:

@@ -61,7 +61,7 @@ def resolve(
             raise model_not_found(model, param="model")
         job, step = checkpoint.job, checkpoint.step_number
         directory = artifacts.checkpoint_dir(settings, job.id, step)
-    if not directory.is_dir():  # its files are gone: being deleted
+    if not artifacts.exists(settings, directory):  # its files are gone: being deleted
         raise model_not_found(model, param="model")
     earlier_method = (job.method or {}).get("type") or DEFAULT_METHOD
     if METHODS[earlier_method].task != "CAUSAL_LM" or METHODS[method_type].task != "CAUSAL_LM":

@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,9 @@ class _Member:
     """The file whose bytes follow the header; None for a directory."""
     size: int
     identity: str
-    """What the ETag hashes for this member: its name, size, mtime and inode."""
+    """What the ETag hashes for this member: its name, size, mtime and inode (or object ETag)."""
+    read: Callable[[int], Iterator[bytes]] | None = None
+    """For a member not on disk (an object in the store): its bytes from an offset on."""
 
     @property
     def length(self) -> int:
@@ -101,7 +103,19 @@ def tar_response(request: Request, directory: Path, filename: str, root: str = A
     the endpoint returns): a slow download holds no database connection.
     """
     tar = plan(directory, root)
-    length, etag = tar.length, tar.etag
+    return ranged_response(request, tar.length, tar.etag, tar.chunks, filename, TAR_MEDIA_TYPE)
+
+
+def ranged_response(
+    request: Request,
+    length: int,
+    etag: str,
+    chunks: Callable[[int, int | None], Iterator[bytes]],
+    filename: str,
+    media_type: str,
+) -> Response:
+    """A download of `length` bytes that `chunks(start, end)` streams (a tar built on the fly, an
+    object in the store), answering `Range`, `If-Range` and `If-None-Match` as tar_response says."""
     headers = {
         "Content-Disposition": f'attachment; filename="{filename}"',
         "ETag": etag,
@@ -117,9 +131,9 @@ def tar_response(request: Request, directory: Path, filename: str, root: str = A
             return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{length}"})
         start, end = byte_range
         return StreamingResponse(
-            tar.chunks(start, end),
+            chunks(start, end),
             status_code=206,
-            media_type=TAR_MEDIA_TYPE,
+            media_type=media_type,
             headers={
                 **headers,
                 "Content-Length": str(end - start),
@@ -127,7 +141,7 @@ def tar_response(request: Request, directory: Path, filename: str, root: str = A
             },
         )
     return StreamingResponse(
-        tar.chunks(), media_type=TAR_MEDIA_TYPE, headers={**headers, "Content-Length": str(length)}
+        chunks(0, None), media_type=media_type, headers={**headers, "Content-Length": str(length)}
     )
 
 
@@ -178,7 +192,13 @@ def _member_bytes(member: _Member, skip: int) -> Iterator[bytes]:
         return
     in_file = max(0, skip - len(member.header))
     left = member.size - in_file
-    if left > 0:
+    if left > 0 and member.read is not None:
+        for chunk in member.read(in_file):
+            left -= len(chunk)
+            yield chunk
+        if left != 0:
+            raise OSError(f"{member.path} changed size while it was being sent")
+    elif left > 0:
         with member.path.open("rb") as stream:
             stream.seek(in_file)
             while left > 0:
@@ -209,6 +229,36 @@ def _members(directory: Path, root: str) -> Iterator[_Member]:
                 member = f"{root}/{(relative / name).as_posix()}"
                 identity = f"{member}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}"
                 yield _Member(_header(member, tarfile.REGTYPE, info.st_size), path, info.st_size, identity)
+
+
+def plan_of_objects(
+    objects: list[tuple[str, int, str, Callable[[int], Iterator[bytes]]]], root: str = ADAPTER_ROOT
+) -> TarPlan:
+    """The tar of files that are not on disk: (relative name, size, ETag, read from offset) each.
+    Members come in the order `plan` walks a directory, so the same files make the same archive
+    (its ETag differs: it stands for the objects' ETags)."""
+    tree: dict = {}
+    for entry in objects:
+        *folders, name = entry[0].split("/")
+        node = tree
+        for folder in folders:
+            node = node.setdefault(folder, {})
+        node[name] = entry
+    members = [_directory(root)]
+
+    def walk(node: dict, prefix: str) -> None:
+        folders = sorted(name for name, value in node.items() if isinstance(value, dict))
+        members.extend(_directory(f"{prefix}/{name}") for name in folders)
+        for name in sorted(name for name, value in node.items() if not isinstance(value, dict)):
+            relative, size, etag, read = node[name]
+            member = f"{root}/{relative}"
+            header = _header(member, tarfile.REGTYPE, size)
+            members.append(_Member(header, Path(relative), size, f"{member}\0{size}\0{etag}", read))
+        for name in folders:
+            walk(node[name], f"{prefix}/{name}")
+
+    walk(tree, root)
+    return TarPlan(tuple(members))
 
 
 def _directory(name: str) -> _Member:

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from api.config import Settings
 from api.inference.backend import InferenceBackend
 from api.inference.vllm import LoraAdapter, VllmBackend
+from api.storage import store_of
 
 RUN_RECORD_NAME = "tunery.json"  # what the trainer writes beside every artifact
 
@@ -43,6 +44,8 @@ def route(settings: Settings, name: str, base_model: str, artifact_dir: str | No
         return Route(None)
     if artifact_dir is None:
         return Route(url)
+    if store_of(settings).remote:
+        return Route(None)  # vLLM reads adapters at paths on its disk; the embedded backend fetches them
     if not is_plain_lora(Path(artifact_dir)):
         return Route(None)
     return Route(url, LoraAdapter(name=name, path=artifact_dir))

@@ -42,11 +42,11 @@ def resolve(
         return ServedModel(model, BackendTarget(base_model=model), "generate")
     job = jobs.job_of_model(session, caller, model)  # None once the model is deleted
     if job is not None:
-        return _tuned(model, job, artifacts.adapter_dir(settings, job.id))
+        return _tuned(settings, model, job, artifacts.adapter_dir(settings, job.id))
     checkpoint = checkpoints.find_usable_checkpoint(session, caller, model)
     if checkpoint is not None:
         directory = artifacts.checkpoint_dir(settings, checkpoint.job.id, checkpoint.step_number)
-        return _tuned(model, checkpoint.job, directory)
+        return _tuned(settings, model, checkpoint.job, directory)
     raise model_not_found(model, param="model")
 
 
@@ -61,9 +61,10 @@ def require_task(served: ServedModel, task: Task) -> None:
         )
 
 
-def _tuned(model: str, job: FineTuningJob, directory: Path) -> ServedModel:
-    if not directory.is_dir():
+def _tuned(settings: Settings, model: str, job: FineTuningJob, directory: Path) -> ServedModel:
+    if not artifacts.exists(settings, directory):
         # A model whose files are gone (being deleted, or never stored) can't answer.
         raise model_not_found(model, param="model")
     task: Task = "classify" if jobs.method_task(job) == "SEQ_CLS" else "generate"
-    return ServedModel(model, BackendTarget(base_model=job.model, artifact_dir=str(directory)), task)
+    where = artifacts.served_as(settings, directory)
+    return ServedModel(model, BackendTarget(base_model=job.model, artifact_dir=where), task)

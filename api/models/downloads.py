@@ -8,6 +8,9 @@ route answers 202. Which state an export is in is read from files alone:
   exports/model (or step-N)          the export, offered once it is there (renamed into place whole)
   exports/model.failed               why the last merge was not offered (its check failed)
   exports/model.requested            a merge was asked for at its mtime (asked again once stale)
+
+With TUNERY_STORAGE_URL=s3://... the same names are objects, and `exports/model.ready` says that the
+export's objects are all up (an upload is not one rename).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from api.fine_tuning import artifacts
 from api.fine_tuning import service as jobs
 from api.models.serving import ADAPTER_CONFIG, read_adapter_config
 from api.models.store import ModelStore
+from api.storage import store_of
 
 Format = Literal["adapter", "merged"]
 # A merge asked for this long ago and not finished is asked for again (its message may be lost; a
@@ -58,9 +62,8 @@ class ModelArtifact:
     def stem(self) -> str:
         return self.job_id if self.step is None else f"{self.job_id}-step-{self.step}"
 
-    @property
-    def is_adapter(self) -> bool:
-        return (self.directory / ADAPTER_CONFIG).exists()
+    def is_adapter(self, settings: Settings) -> bool:
+        return (artifacts.metadata_dir(settings, self.directory) / ADAPTER_CONFIG).exists()
 
 
 def find_artifact(
@@ -82,17 +85,18 @@ def find_artifact(
             raise model_not_found(model_id)
         directory = artifacts.checkpoint_dir(settings, row.job.id, row.step_number)
         artifact = ModelArtifact(model_id, row.job.id, row.step_number, directory)
-    if not artifact.directory.is_dir():
+    if not artifacts.exists(settings, artifact.directory):
         raise model_not_found(model_id)  # its files are gone (being deleted, or never stored)
     return artifact
 
 
 def merged_export(session: Session, settings: Settings, artifact: ModelArtifact) -> Path | None:
     """The merged export's directory if it is ready; None while it is being made (asked for after the
-    request's commit). Raises ExportFailed when the last merge failed its check."""
-    if not artifact.is_adapter:
+    request's commit). Raises ExportFailed when the last merge failed its check. The caller's read
+    transaction must be over (api.db.end_reads): on S3 this asks the bucket."""
+    if not artifact.is_adapter(settings):
         return artifact.directory  # full, freeze, bitfit: the artifact is a whole model already
-    config = read_adapter_config(artifact.directory) or {}
+    config = read_adapter_config(artifacts.metadata_dir(settings, artifact.directory)) or {}
     if config.get("peft_type") not in MERGEABLE_PEFT_TYPES:
         raise InvalidRequest(
             f"A {config.get('peft_type')} adapter has no weights to merge into its base; download "
@@ -101,11 +105,11 @@ def merged_export(session: Session, settings: Settings, artifact: ModelArtifact)
             code="model_not_mergeable",
         )
     ready = artifacts.merged_dir(settings, artifact.job_id, artifact.step)
-    if ready.is_dir():
+    if export_ready(settings, ready):
         return ready
-    failed = _marker(ready, "failed")
-    if failed.exists():
-        raise ExportFailed(f"The merged export of {artifact.model} was not offered: {_reason(failed)}")
+    failed = failure_reason(settings, ready)
+    if failed is not None:
+        raise ExportFailed(f"The merged export of {artifact.model} was not offered: {failed}")
     after_commit(session, lambda: request_merge(settings, artifact))
     return None
 
@@ -123,7 +127,16 @@ def preparing_body(artifact: ModelArtifact) -> dict[str, object]:
 
 def request_merge(settings: Settings, artifact: ModelArtifact) -> None:
     """Ask the worker for the merge unless it was asked for recently."""
-    marker = _marker(artifacts.merged_dir(settings, artifact.job_id, artifact.step), "requested")
+    export_dir = artifacts.merged_dir(settings, artifact.job_id, artifact.step)
+    store = store_of(settings)
+    if store.remote:
+        asked = store.stat(_marker_key(settings, export_dir, "requested"))
+        if asked is not None and time.time() - asked.modified < REQUEST_STALE_SECONDS:
+            return
+        store.put_bytes(_marker_key(settings, export_dir, "requested"), b"")
+        queue.enqueue(settings, queue.EXPORT_MODEL, artifact.job_id, artifact.step)
+        return
+    marker = _marker(export_dir, "requested")
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -137,20 +150,61 @@ def request_merge(settings: Settings, artifact: ModelArtifact) -> None:
     queue.enqueue(settings, queue.EXPORT_MODEL, artifact.job_id, artifact.step)
 
 
-def request_marker(export_dir: Path) -> Path:
-    return _marker(export_dir, "requested")
+# The state of an export. On disk: the directory renamed into place, and marker files beside it. On
+# S3: the export's objects, then a `.ready` object once all are up; the markers are objects too.
 
 
-def failure_marker(export_dir: Path) -> Path:
-    return _marker(export_dir, "failed")
+def export_ready(settings: Settings, export_dir: Path) -> bool:
+    store = store_of(settings)
+    if not store.remote:
+        return export_dir.is_dir()
+    return store.stat(_marker_key(settings, export_dir, "ready")) is not None
+
+
+def mark_ready(settings: Settings, export_dir: Path) -> None:
+    """On S3: the export's objects are all stored (the worker uploaded them first)."""
+    store_of(settings).put_bytes(_marker_key(settings, export_dir, "ready"), b"")
+
+
+def failure_reason(settings: Settings, export_dir: Path) -> str | None:
+    store = store_of(settings)
+    if store.remote:
+        recorded = store.get_bytes(_marker_key(settings, export_dir, "failed"))
+    else:
+        try:
+            recorded = _marker(export_dir, "failed").read_bytes()
+        except OSError:
+            return None
+    if recorded is None:
+        return None
+    try:
+        return str(json.loads(recorded).get("reason"))
+    except ValueError:
+        return "its check failed."
+
+
+def mark_failed(settings: Settings, export_dir: Path, reason: str) -> None:
+    record = (json.dumps({"reason": reason}) + "\n").encode()
+    store = store_of(settings)
+    if store.remote:
+        store.put_bytes(_marker_key(settings, export_dir, "failed"), record)
+    else:
+        export_dir.parent.mkdir(parents=True, exist_ok=True)
+        _marker(export_dir, "failed").write_bytes(record)
+    clear_request(settings, export_dir)
+
+
+def clear_request(settings: Settings, export_dir: Path) -> None:
+    store = store_of(settings)
+    if store.remote:
+        store.delete(_marker_key(settings, export_dir, "requested"))
+    else:
+        _marker(export_dir, "requested").unlink(missing_ok=True)
 
 
 def _marker(export_dir: Path, kind: str) -> Path:
     return export_dir.with_name(f"{export_dir.name}.{kind}")
 
 
-def _reason(failed: Path) -> str:
-    try:
-        return str(json.loads(failed.read_text()).get("reason"))
-    except (OSError, ValueError):
-        return "its check failed."
+def _marker_key(settings: Settings, export_dir: Path, kind: str) -> str:
+    return f"{artifacts.key_of(settings, export_dir)}.{kind}"

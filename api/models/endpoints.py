@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from api.db import end_reads
 from api.deps import CallerDep, SessionDep, SettingsDep
-from api.fine_tuning import tar_download
+from api.errors import model_not_found
+from api.fine_tuning import artifacts, tar_download
 from api.models import downloads, service
 from api.models.schemas import ModelDeleted, ModelList, ModelObject
 from api.models.store import ModelStore
@@ -16,7 +18,7 @@ from api.models.store import ModelStore
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def get_model_store(request: Request) -> ModelStore:
+async def get_model_store(request: Request) -> ModelStore:  # async: no threadpool hop
     return request.app.state.model_store
 
 
@@ -48,8 +50,12 @@ def download_model(
 ) -> Response:
     """Tunery's extension: a fine-tuned or checkpoint model as a tar, unpacking to adapter/ or model/."""
     artifact = downloads.find_artifact(session, settings, store, caller, model_id)
+    end_reads(session)  # what follows may ask the bucket
     if format == "adapter":
-        return tar_download.tar_response(request, artifact.directory, f"{artifact.stem}-adapter.tar")
+        response = artifacts.download(request, settings, artifact.directory, f"{artifact.stem}-adapter.tar")
+        if response is None:
+            raise model_not_found(model_id)
+        return response
     merged = downloads.merged_export(session, settings, artifact)
     if merged is None:
         return JSONResponse(
@@ -57,9 +63,12 @@ def download_model(
             status_code=202,
             headers={"Retry-After": str(downloads.RETRY_AFTER_SECONDS)},
         )
-    return tar_download.tar_response(
-        request, merged, f"{artifact.stem}-merged.tar", root=downloads.MERGED_ROOT
+    response = artifacts.download(
+        request, settings, merged, f"{artifact.stem}-merged.tar", downloads.MERGED_ROOT
     )
+    if response is None:
+        raise model_not_found(model_id)
+    return response
 
 
 @router.get("/{model_id:path}", response_model=ModelObject, response_model_exclude_none=True)

@@ -11,7 +11,7 @@ from api import clock
 from api.auth.service import Caller
 from api.checkpoints import service as checkpoints
 from api.config import Settings
-from api.db import after_commit
+from api.db import after_commit, end_reads
 from api.errors import InvalidRequest, model_not_found
 from api.fine_tuning import artifacts
 from api.fine_tuning import service as jobs
@@ -40,10 +40,12 @@ def get_model(
         return ModelObject(id=entry.id, created=entry.created, owned_by=BASE_OWNER)
     job = jobs.job_of_model(session, caller, model_id)
     if job is not None:
+        end_reads(session)  # a GET: its reads are done, and the serving verdict may ask the bucket
         return _with_serving(_tuned(job), settings, store, job.model, artifacts.adapter_dir(settings, job.id))
     checkpoint = checkpoints.find_usable_checkpoint(session, caller, model_id)
     if checkpoint is not None:
         directory = artifacts.checkpoint_dir(settings, checkpoint.job.id, checkpoint.step_number)
+        end_reads(session)
         return _with_serving(_checkpoint(checkpoint), settings, store, checkpoint.job.model, directory)
     raise model_not_found(model_id)
 
@@ -52,7 +54,8 @@ def _with_serving(
     model: ModelObject, settings: Settings, store: ModelStore, base_model: str, directory: Path
 ) -> ModelObject:
     base = store.get(base_model)
-    verdict = serving_of(directory, base.path if base else None, settings.vllm_max_lora_rank)
+    files = artifacts.metadata_dir(settings, directory)  # on S3: its JSON files, fetched once
+    verdict = serving_of(files, base.path if base else None, settings.vllm_max_lora_rank)
     return model.model_copy(update={"serving": verdict})
 
 
@@ -74,7 +77,7 @@ def delete_model(
     job.model_deleted_at = clock.now()
     jobs.record_event(session, job, f"Fine-tuned model deleted: {model_id}")
     job_id, base_model = job.id, job.model
-    artifact_dir = str(artifacts.adapter_dir(settings, job_id))
+    artifact_dir = artifacts.served_as(settings, artifacts.adapter_dir(settings, job_id))
     after_commit(session, lambda: unload_everywhere(settings, model_id, base_model, artifact_dir))
     after_commit(session, lambda: artifacts.remove_adapter(settings, job_id))
     return job

@@ -11,11 +11,13 @@ import json
 import os
 import re
 import shutil
-import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from catalog.estimate import Tensor
+from catalog.safetensors_headers import INDEX, read_tensors
 
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")
 
@@ -37,29 +39,16 @@ class BaseModelEntry:
     def weight_names(self) -> list[str] | None:
         """The names of the model's tensors, read from its safetensors headers (no torch, no
         weights loaded); None when the directory holds no safetensors to read them from."""
-        index = self.path / "model.safetensors.index.json"
+        index = self.path / INDEX
         if index.is_file():
             return sorted(json.loads(index.read_text())["weight_map"])
         tensors = self.tensors()
         return None if tensors is None else sorted(tensors)
 
-    def tensors(self) -> dict[str, TensorInfo] | None:
+    def tensors(self) -> dict[str, Tensor] | None:
         """Every tensor's shape and dtype, from the safetensors headers of all shards (a few KB read
         per shard, no weights); None when the directory holds no safetensors."""
-        index = self.path / "model.safetensors.index.json"
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            files = [self.path / shard for shard in shards]
-        elif (self.path / "model.safetensors").is_file():
-            files = [self.path / "model.safetensors"]
-        else:
-            return None
-        found: dict[str, TensorInfo] = {}
-        for file in files:
-            for name, entry in _safetensors_header(file).items():
-                if name != "__metadata__":
-                    found[name] = TensorInfo(tuple(entry["shape"]), entry["dtype"])
-        return found
+        return read_tensors(self.path)
 
     def config(self) -> dict[str, Any]:
         return dict(json.loads((self.path / "config.json").read_text()))
@@ -70,20 +59,6 @@ class BaseModelEntry:
         if names is None:
             return None
         return any(name.endswith(".bias") and not name.startswith(HEAD_PREFIXES) for name in names)
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    shape: tuple[int, ...]
-    dtype: str
-    """safetensors' name: F32, BF16, F16, U8, I8, ..."""
-
-
-def _safetensors_header(file: Path) -> dict[str, Any]:
-    with file.open("rb") as stream:
-        # A safetensors file starts with the length of its JSON header, then the header.
-        (length,) = struct.unpack("<Q", stream.read(8))
-        return dict(json.loads(stream.read(length)))
 
 
 class ModelStore:

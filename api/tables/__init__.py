@@ -3,6 +3,9 @@
 from api.tables.api_keys import ApiKey
 from api.tables.base import Base
 from api.tables.checkpoint_permissions import CheckpointPermission
+from api.tables.eval_output_items import EvalOutputItem
+from api.tables.eval_runs import EvalRun
+from api.tables.evals import Eval
 from api.tables.files import File
 from api.tables.fine_tuning_checkpoints import FineTuningCheckpoint
 from api.tables.fine_tuning_job_events import FineTuningJobEvent
@@ -16,6 +19,9 @@ __all__ = [
     "ApiKey",
     "Base",
     "CheckpointPermission",
+    "Eval",
+    "EvalOutputItem",
+    "EvalRun",
     "File",
     "FineTuningCheckpoint",
     "FineTuningJob",

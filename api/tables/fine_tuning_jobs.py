@@ -57,6 +57,9 @@ class FineTuningJob(Base):
     # Trained on from a fine-tuned or checkpoint model (api/fine_tuning/start_from.py): its name, job,
     # step and artifact format. `model` stays the original base.
     start_from: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Tunery's extension `eval`: {"eval_id", "data_source"}; when the job succeeds, a run of that eval
+    # starts on the fine-tuned model and one on its base (api/evals/fine_tuning.py).
+    eval_on_success: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # A client's Idempotency-Key on create: a retried POST returns this job instead of a new one.
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
 

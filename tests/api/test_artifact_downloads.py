@@ -24,6 +24,11 @@ def backend() -> str:
     return "sqlite"  # the files are the subject here, not the database
 
 
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 class TestDownloadRoutes:
     def test_the_job_artifact_is_a_tar_unpacking_to_adapter(
         self, client: TestClient, app, training_file: str
@@ -54,8 +59,7 @@ class TestDownloadRoutes:
         job_id = create(client, training_file).json()["id"]
         (name,) = succeed_with_checkpoints(app, job_id, steps=(4,))
         artifacts.remove_adapter(app.state.settings, job_id)
-        artifacts.checkpoint_dir(app.state.settings, job_id, 4).joinpath("adapter_config.json").unlink()
-        artifacts.checkpoint_dir(app.state.settings, job_id, 4).rmdir()
+        artifacts.remove(app.state.settings, artifacts.checkpoint_dir(app.state.settings, job_id, 4))
         assert client.get(f"/v1/fine_tuning/jobs/{job_id}/adapter").status_code == 404
         assert client.get(f"/v1/fine_tuning/checkpoints/{name}/adapter").status_code == 404
 
@@ -89,6 +93,28 @@ class TestTarOf:
         assert (unpacked_dir / "model.safetensors").read_bytes() == weights
         assert (unpacked_dir / "tokenizer" / "tokenizer.json").read_text() == "{}"
         assert (unpacked_dir / "empty.txt").read_bytes() == b""
+
+    def test_objects_make_the_same_tar_as_their_directory(self, tmp_path: Path) -> None:
+        model = tmp_path / "model"
+        (model / "tokenizer").mkdir(parents=True)
+        (model / "model.safetensors").write_bytes(os.urandom(2 * tar_download.CHUNK + 3))
+        (model / "tokenizer" / "tokenizer.json").write_text("{}")
+        (model / "a.txt").write_bytes(b"")
+
+        def reader(path: Path):  # type: ignore[no-untyped-def]
+            def read(start: int):  # type: ignore[no-untyped-def]
+                with path.open("rb") as stream:
+                    stream.seek(start)
+                    yield stream.read()
+
+            return read
+
+        files = [p for p in model.rglob("*") if p.is_file()]
+        objects = [(p.relative_to(model).as_posix(), p.stat().st_size, "etag", reader(p)) for p in files]
+        on_disk, from_objects = tar_download.plan(model), tar_download.plan_of_objects(objects)
+        assert from_objects.length == on_disk.length
+        assert b"".join(from_objects.chunks()) == b"".join(on_disk.chunks())
+        assert b"".join(from_objects.chunks(1000, 3000)) == b"".join(on_disk.chunks(1000, 3000))
 
     def test_a_file_that_shrinks_while_it_is_sent_breaks_the_download(self, tmp_path: Path) -> None:
         model = tmp_path / "model"

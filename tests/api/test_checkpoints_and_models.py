@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from tests.api.test_jobs import create
 from tests.support.api_objects import succeed_with_checkpoints
+from tests.support.storage import both_storages as storage  # noqa: F401 (both backends)
+from tests.support.storage import stored_objects
 from tests.support.tiny_model import jsonl, toy_chat_examples
 
 pytestmark = pytest.mark.integration
@@ -138,6 +140,7 @@ class TestDeleteModel:
         assert job["status"] == "succeeded" and job["fine_tuned_model"] == model
         settings = app.state.settings
         assert not (settings.artifacts_path / finished_job["id"] / "adapter").exists()
+        assert stored_objects(settings, f"artifacts/{finished_job['id']}/adapter") == []
         assert client.delete(f"/v1/models/{model}").status_code == 404
 
     def test_base_and_checkpoint_models_cannot_be_deleted(

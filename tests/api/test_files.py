@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -13,6 +12,8 @@ from sqlalchemy import func, select
 from api.app import create_app
 from api.config import Settings
 from api.tables import File
+from tests.support.storage import both_storages as storage  # noqa: F401 (both backends)
+from tests.support.storage import staged, stored_objects
 from tests.support.tiny_model import jsonl, toy_chat_examples
 
 
@@ -30,9 +31,9 @@ def upload_expiring(client: TestClient, seconds: int):  # type: ignore[no-untype
     )
 
 
-def stored_blobs(settings: Settings) -> list[Path]:
-    root = settings.files_path
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+def stored_blobs(settings: Settings) -> list[str]:
+    """The files' objects (in the data directory or the bucket) and anything left in staging."""
+    return stored_objects(settings, "files/") + [str(p) for p in staged(settings)]
 
 
 def count_rows(app) -> int:  # type: ignore[no-untyped-def]
@@ -74,6 +75,16 @@ class TestUpload:
         assert deleted == {"id": first, "object": "file", "deleted": True}
         assert client.get(f"/v1/files/{first}").status_code == 404
         assert len(stored_blobs(settings)) == 1
+
+    def test_content_answers_a_range_with_206(self, client: TestClient) -> None:
+        content = jsonl(toy_chat_examples(20))
+        file_id = upload(client, content).json()["id"]
+        part = client.get(f"/v1/files/{file_id}/content", headers={"Range": "bytes=10-99"})
+        assert part.status_code == 206, part.text
+        assert part.content == content[10:100]
+        assert part.headers["content-range"] == f"bytes 10-99/{len(content)}"
+        tail = client.get(f"/v1/files/{file_id}/content", headers={"Range": "bytes=-7"})
+        assert tail.status_code == 206 and tail.content == content[-7:]
 
 
 class TestBadUploads:

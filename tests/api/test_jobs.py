@@ -222,10 +222,11 @@ class TestCreateRefusals:
 
         csv = settings.data_path / "step_metrics.csv"
         csv.write_text("step,train_loss\n1,0.5\n")
-        blob = files_service.stage_result(app.state.file_storage, csv)
         with session_scope(app.state.sessionmaker) as session:
             project = session.scalar(select(Project))
-            results = files_service.store_result(session, app.state.file_storage, project.pk, blob, csv.name)
+        stored = files_service.stage_result(app.state.file_storage, project.pk, csv)
+        with session_scope(app.state.sessionmaker) as session:
+            results = files_service.store_result(session, project.pk, stored, csv.name)
         response = create(client, results.id)
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "invalid_file_purpose"

@@ -11,9 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.fine_tuning import artifacts
+from api.models import downloads
 from tests.api.test_checkpoints_and_models import unpacked
 from tests.api.test_jobs import create
 from tests.support.api_objects import succeed_with_checkpoints
+from tests.support.storage import stored_objects, write_artifact_files
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +27,21 @@ def backend() -> str:
     return "sqlite"
 
 
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
 def model(client: TestClient, app, training_file: str) -> dict:  # type: ignore[no-untyped-def]
     job_id = create(client, training_file).json()["id"]
     succeed_with_checkpoints(app, job_id, steps=(4,))
     directory = artifacts.adapter_dir(app.state.settings, job_id)
-    (directory / "adapter_config.json").write_text(json.dumps(LORA))
-    (directory / "adapter_model.safetensors").write_bytes(os.urandom(70_000))
+    write_artifact_files(
+        app.state.settings,
+        directory,
+        {"adapter_config.json": json.dumps(LORA).encode(), "adapter_model.safetensors": os.urandom(70_000)},
+    )
     job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     return {"job_id": job_id, "name": job["fine_tuned_model"], "dir": directory}
 
@@ -131,21 +141,23 @@ class TestMergedDownload:
         assert first.status_code == again.status_code == 202
         assert first.headers["retry-after"] == "10" and first.json()["status"] == "preparing"
         assert sent == [(api.queue.EXPORT_MODEL, model["job_id"], None)]
-        ready = artifacts.merged_dir(app.state.settings, model["job_id"], None)
-        ready.mkdir(parents=True)
-        (ready / "model.safetensors").write_bytes(b"merged")
+        settings = app.state.settings
+        ready = artifacts.merged_dir(settings, model["job_id"], None)
+        write_artifact_files(settings, ready, {"model.safetensors": b"merged"})  # as the worker does
+        if settings.storage_url:
+            downloads.mark_ready(settings, ready)
         served = client.get(url(model["name"], "merged"))
         assert served.status_code == 200
         assert unpacked(served.content) == {"model/model.safetensors": b"merged"}
         client.delete(f"/v1/models/{quote(model['name'], safe='')}")
         assert not ready.exists()
+        assert stored_objects(settings, f"artifacts/{model['job_id']}/merged/model") == []
 
     def test_an_export_that_failed_its_check_is_not_offered(
         self, client: TestClient, app, model: dict
     ) -> None:  # type: ignore[no-untyped-def]
         ready = artifacts.merged_dir(app.state.settings, model["job_id"], None)
-        ready.parent.mkdir(parents=True)
-        ready.with_name("model.failed").write_text(json.dumps({"reason": "logits differ by 3.0"}))
+        downloads.mark_failed(app.state.settings, ready, "logits differ by 3.0")
         response = client.get(url(model["name"], "merged"))
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "merged_export_failed"
@@ -168,9 +180,10 @@ class TestServing:
         ],
     )
     def test_an_adapter_vllm_does_not_load_says_why_and_points_to_merged(
-        self, client: TestClient, model: dict, change: dict, why: str
-    ) -> None:
-        (model["dir"] / "adapter_config.json").write_text(json.dumps({**LORA, **change}))
+        self, client: TestClient, app, model: dict, change: dict, why: str
+    ) -> None:  # type: ignore[no-untyped-def]
+        changed = json.dumps({**LORA, **change}).encode()
+        write_artifact_files(app.state.settings, model["dir"], {"adapter_config.json": changed})
         serving = client.get(f"/v1/models/{quote(model['name'], safe='')}").json()["serving"]
         assert serving["vllm_lora"] is False and serving["format"] == "merged"
         assert why in serving["reason"] and "format=merged" in serving["reason"]

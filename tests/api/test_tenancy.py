@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from api.auth.service import create_key, revoke_key
 from api.db import session_scope
 from tests.api.test_jobs import create
-from tests.support.api_objects import succeed_with_checkpoints
+from tests.support.api_objects import graded_eval_run, succeed_with_checkpoints
 from tests.support.tiny_model import jsonl, toy_chat_examples
 
 pytestmark = pytest.mark.integration
@@ -34,6 +34,9 @@ class Tenant:
     checkpoint: str
     permission_id: str
     webhook_id: str = ""
+    eval_id: str = ""
+    run_id: str = ""
+    output_item_id: str = ""
 
 
 def upload(client: TestClient) -> str:
@@ -82,6 +85,7 @@ def tenants(app) -> Iterator[tuple[Tenant, Tenant]]:  # type: ignore[no-untyped-
         # A literal public address: registering it resolves nothing over the network.
         hook = {"url": "https://8.8.8.8/tunery", "events": ["fine_tuning.job.succeeded"]}
         tenant.webhook_id = tenant.client.post("/v1/webhooks", json=hook).json()["id"]
+        tenant.eval_id, tenant.run_id, tenant.output_item_id = graded_eval_run(app, tenant.client)
     yield a, b
     for client in clients:
         client.close()
@@ -109,6 +113,9 @@ def fill(path: str, owner: Tenant) -> str:
         "checkpoint": owner.checkpoint,
         "permission_id": owner.permission_id,
         "webhook_id": owner.webhook_id,
+        "eval_id": owner.eval_id,
+        "run_id": owner.run_id,
+        "output_item_id": owner.output_item_id,
     }
     return re.sub(r"\{(\w+)(:path)?\}", lambda m: ids[m.group(1)], path)
 
@@ -136,6 +143,8 @@ def snapshot(owner: Tenant) -> dict:
         "model": c.get(f"/v1/models/{owner.fine_tuned_model}").json(),
         "checkpoints": c.get(f"/v1/fine_tuning/jobs/{owner.job_id}/checkpoints").json(),
         "webhooks": c.get("/v1/webhooks").json(),
+        "eval": c.get(f"/v1/evals/{owner.eval_id}").json(),
+        "run": c.get(f"/v1/evals/{owner.eval_id}/runs/{owner.run_id}").json(),
     }
 
 

@@ -161,8 +161,8 @@ def test_sigterm_to_serve_stops_its_worker_and_inference_backend_too(fresh_setti
         worker = child_pids(process.pid)
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in worker]
         roles = sorted(part for command in commands for part in command if part in (b"worker", b"inference"))
-        assert roles == [b"inference", b"worker", b"worker"], (
-            "serve starts a worker, a webhook worker and an inference backend"
+        assert roles == [b"inference", b"worker", b"worker", b"worker"], (
+            "serve starts a worker, a webhook worker, an eval worker and an inference backend"
         )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

@@ -9,8 +9,8 @@ jobs through `with_raw_response` (as a strict user would have to against OpenAI 
 from __future__ import annotations
 
 import csv
+import functools
 import io
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,13 @@ from openai import OpenAI
 
 from tests.conformance.conftest import ORG_MODEL, UPLOAD_LIMIT, is_strict
 from tests.conftest import TINY_MODEL
+from tests.support import waiting
 from tests.support.processes import LiveService
 from tests.support.tiny_model import jsonl, toy_chat_examples
+
+# This file's jobs take a while on a loaded machine: a longer default wait.
+wait = functools.partial(waiting.wait, timeout=240, interval=0.3)
+
 
 pytestmark = pytest.mark.e2e
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -36,14 +41,6 @@ def upload(client: OpenAI, examples: list[dict[str, Any]], name: str = "train.js
 def status_of(client: OpenAI, job_id: str) -> str:
     raw = client.fine_tuning.jobs.with_raw_response.retrieve(job_id)
     return str(raw.http_response.json()["status"])
-
-
-def wait(predicate, what: str, live: LiveService, timeout: float = 240) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{live.log_tail()}")
-        time.sleep(0.3)
 
 
 def messages(client: OpenAI, job_id: str) -> list[str]:

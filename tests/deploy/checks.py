@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes_validate
 
 from api.cli import _parser
-from api.queue import TRAINING_QUEUE, WEBHOOK_QUEUE, training_queue
+from api.queue import EVAL_QUEUE, TRAINING_QUEUE, WEBHOOK_QUEUE, training_queue
 from tests.deploy.manifests import (
     ROOT,
     Manifest,
@@ -234,6 +234,11 @@ def worker_problems(objects: list[Manifest]) -> list[str]:
                 if queues != {WEBHOOK_QUEUE} or args.gpus != 0:
                     problems.append(f"{where}: webhook deliveries need a worker of their own, without GPUs")
                 continue
+            if EVAL_QUEUE in queues:
+                # Eval runs generate through the inference server: no GPU, no training queue.
+                if queues != {EVAL_QUEUE} or args.gpus != 0:
+                    problems.append(f"{where}: eval runs need a worker of their own, without GPUs")
+                continue
             gpus = container.get("resources", {}).get("limits", {}).get(GPU)
             if args.gpus is None or str(args.gpus) != str(gpus):
                 problems.append(f"{where}: offers --gpus {args.gpus} but the pod gets {GPU}={gpus}")
@@ -251,7 +256,7 @@ def worker_problems(objects: list[Manifest]) -> list[str]:
                     f"{where}: terminationGracePeriodSeconds {grace} < {grace_needed:.0f}, the trainer's "
                     "checkpoint on SIGTERM and the hand-back"
                 )
-    for queue in ("tunery.validation", "tunery.export", WEBHOOK_QUEUE):
+    for queue in ("tunery.validation", "tunery.export", WEBHOOK_QUEUE, EVAL_QUEUE):
         if queue not in consumed:
             problems.append(f"no worker consumes {queue}")
     return problems

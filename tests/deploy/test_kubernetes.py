@@ -40,7 +40,7 @@ def test_overlay_passes_check(overlay: str, check: str) -> None:
 def test_overlay_has_every_part(overlay: str) -> None:
     objects = render(overlay)
     components = {workload.component for workload in workloads(objects)}
-    assert {"api", "migrate", "worker", "webhooks", "inference"} <= components
+    assert {"api", "migrate", "worker", "webhooks", "evals", "inference"} <= components
     for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
         named(objects, kind, "tunery-api")
     assert named(objects, "Namespace", "tunery")["metadata"]["labels"][
@@ -178,6 +178,11 @@ FAULTS: dict[str, Fault] = {
         "--gpus",
     ),
     "no gpu toleration": ("workers", lambda o: _spec(o, "worker").pop("tolerations"), "taint"),
+    "eval runs behind training": (
+        "workers",
+        lambda o: _container(o, "evals", "worker")["command"].__setitem__(3, "tunery.evals,tunery.training"),
+        "eval runs need a worker of their own",
+    ),
     "inference reaches the database": (
         "network",
         lambda o: _template_labels(o, "inference").update({"tunery.dev/database-client": "true"}),

@@ -13,11 +13,12 @@ by hand) and prints the figures.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,13 @@ from api.config import Settings
 from api.fine_tuning import artifacts
 from api.models.store import ModelStore
 from api.tables import FineTuningJob
+from tests.support import waiting
 from tests.support.processes import Cluster, trainer_pids
 from tests.support.tiny_model import build_tiny_chat_model, jsonl, toy_chat_examples
+
+# This file's jobs take a while on a loaded machine: a longer default wait.
+wait = functools.partial(waiting.wait, timeout=400, interval=0.05)
+
 
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 MODEL = "heavy-llama"
@@ -151,14 +157,6 @@ def create_freeze_job(api: httpx.Client, n_epochs: int) -> str:
     )
     assert job.status_code == 200, job.text
     return str(job.json()["id"])
-
-
-def wait(predicate: Callable[[], bool], what: str, cluster: Cluster, timeout: float = 400) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{cluster.log_tail()}")
-        time.sleep(0.05)
 
 
 def status(api: httpx.Client, job_id: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,8 +31,13 @@ from api.config import Settings
 from api.models.store import ModelStore
 from tests.api.test_jobs import queued_job_ids
 from tests.conftest import TINY_MODEL
+from tests.support import waiting
 from tests.support.processes import Cluster, trainer_pids, unread_bytes
 from tests.support.tiny_model import jsonl, toy_chat_examples
+
+# This file's jobs take a while on a loaded machine: a longer default wait.
+wait = functools.partial(waiting.wait, timeout=180, interval=0.3)
+
 
 pytestmark = pytest.mark.e2e
 FAST_FAILURE = {
@@ -60,14 +66,6 @@ def cluster(settings: Settings, tiny_model_dir: Path, tmp_path: Path) -> Iterato
 
 def sdk(cluster: Cluster) -> OpenAI:
     return OpenAI(base_url=cluster.base_url, api_key=cluster.api_key)
-
-
-def wait(predicate: Callable[[], bool], what: str, cluster: Cluster, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{cluster.log_tail()}")
-        time.sleep(0.3)
 
 
 def broker_is_empty(settings: Settings) -> bool:
@@ -117,10 +115,16 @@ def assert_finished_like_a_clean_run(client: OpenAI, job_id: str, steps: int = S
 
 
 def kill_worker_then_resume_on_another(
-    cluster: Cluster, client: OpenAI, doomed: subprocess.Popen, job_id: str, ranks: int | None = None
+    cluster: Cluster,
+    client: OpenAI,
+    doomed: subprocess.Popen,
+    job_id: str,
+    ranks: int | None = None,
+    next_worker_env: dict[str, str] | None = None,
 ) -> int:
     """SIGKILL the worker and its trainer processes (`ranks` of them, when given) at step 12, start a
-    fresh worker, wait for the job to succeed there, and return the step it resumed from."""
+    fresh worker (with `next_worker_env` over the cluster's), wait for the job to succeed there, and
+    return the step it resumed from."""
     wait(lambda: last_step(client, job_id) >= 12, "step 12", cluster)
     trainers = trainer_pids(job_id)
     assert trainers, "no trainer process found"
@@ -130,7 +134,7 @@ def kill_worker_then_resume_on_another(
         os.kill(pid, signal.SIGKILL)
     doomed.wait()
 
-    cluster.start_worker()
+    cluster.start_worker(env=next_worker_env)
     wait(lambda: status(client, job_id) == "succeeded", "the job to finish on the new worker", cluster)
     history = messages(client, job_id)
     lost = next(

@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from api.checkpoints import service as checkpoints
+from api.config import Settings
 from api.db import session_scope
+from api.evals import repository as evals
 from api.fine_tuning import artifacts, repository
 from api.fine_tuning.service import fine_tuned_model_name
 from api.fine_tuning.status import QUEUED, RUNNING, SUCCEEDED, transition
-from api.tables import FineTuningCheckpoint
+from api.ids import new_id
+from api.tables import EvalOutputItem, FineTuningCheckpoint
+from tests.support.storage import to_store
 
 METRICS = {"step": 4, "train_loss": 1.5, "train_mean_token_accuracy": 0.5}
 
@@ -36,8 +40,8 @@ def succeed_with_checkpoints(app: Any, job_id: str, steps: tuple[int, ...] = (4,
     set_status(app, job_id, RUNNING)
     # Files first, then the rows that make them visible: the worker's order.
     for step in steps:
-        _fake_artifact(artifacts.checkpoint_dir(settings, job_id, step))
-    _fake_artifact(artifacts.adapter_dir(settings, job_id))
+        _fake_artifact(settings, artifacts.checkpoint_dir(settings, job_id, step))
+    _fake_artifact(settings, artifacts.adapter_dir(settings, job_id))
     names = []
     with session_scope(app.state.sessionmaker) as session:
         job = repository.get_for_update(session, job_id)
@@ -50,7 +54,41 @@ def succeed_with_checkpoints(app: Any, job_id: str, steps: tuple[int, ...] = (4,
     return names
 
 
-def _fake_artifact(directory: Path) -> None:
+def graded_eval_run(app: Any, client: Any) -> tuple[str, str, str]:
+    """An eval, a run of it and one output item, recorded as the worker records one: their ids."""
+    made = client.post(
+        "/v1/evals",
+        json={
+            "data_source_config": {"type": "custom", "item_schema": {"type": "object"}},
+            "testing_criteria": [
+                {"type": "string_check", "name": "eq", "input": "a", "reference": "a", "operation": "eq"}
+            ],
+        },
+    ).json()
+    source = {"type": "file_content", "content": [{"item": {}}]}
+    run = client.post(
+        f"/v1/evals/{made['id']}/runs", json={"data_source": {"type": "jsonl", "source": source}}
+    )
+    run_id = run.json()["id"]
+    with session_scope(app.state.sessionmaker) as session:
+        row = evals.run_for_update(session, run_id)
+        assert row is not None
+        item = EvalOutputItem(
+            id=new_id("outputitem_"),
+            run_pk=row.pk,
+            datasource_item_id=0,
+            datasource_item={},
+            sample={},
+            results=[{"name": "eq", "type": "string_check", "score": 1.0, "passed": True}],
+            status="pass",
+            created_at=row.created_at,
+        )
+        session.add(item)
+        return made["id"], run_id, item.id
+
+
+def _fake_artifact(settings: Settings, directory: Path) -> None:
     # The bytes are not a real adapter: these tests are about who may fetch it, not what it holds.
     directory.mkdir(parents=True)
     (directory / "adapter_config.json").write_bytes(b"artifact of " + directory.name.encode())
+    to_store(settings, directory)  # on S3, into the bucket as the worker puts it

@@ -46,6 +46,10 @@ def service_env(settings: Settings, api_key: str, port: int) -> dict[str, str]:
         env["TUNERY_DATABASE_URL"] = settings.database_url
     if settings.broker_url:
         env["TUNERY_BROKER_URL"] = settings.broker_url
+    if settings.storage_url:
+        env["TUNERY_STORAGE_URL"] = settings.storage_url
+    if settings.s3_endpoint_url:
+        env["TUNERY_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
     return env
 
 
@@ -153,8 +157,9 @@ class Cluster:
         service = LiveService(self.base_url, self.api_key, self.settings, self.logs)
         _wait_healthy(f"http://127.0.0.1:{self.port}/healthz", self.api, service)
 
-    def start_worker(self, *args: str) -> subprocess.Popen:
-        worker = self._spawn("worker", *args)
+    def start_worker(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """`env`: settings of this worker's own over the cluster's (another data directory, say)."""
+        worker = self._spawn("worker", *args, env=env)
         self.workers.append(worker)
         return worker
 
@@ -165,12 +170,12 @@ class Cluster:
         for process in [*self.workers, *([self.api] if self.api else [])]:
             stop(process)
 
-    def _spawn(self, command: str, *args: str) -> subprocess.Popen:
+    def _spawn(self, command: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         self._started += 1
         log = (self.logs / f"{self._started:02d}-{command}.log").open("wb")
         return subprocess.Popen(
             [sys.executable, "-m", "api.cli", command, *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from api.models.store import ModelStore
-from catalog.estimate import ModelShape, Tensor, count_parameters, estimate_memory
+from catalog.estimate import ModelShape, count_parameters, estimate_memory
+from catalog.safetensors_headers import model_shape
 from tests.support.tiny_model import build_tiny_chat_model
 from tests.training.trainer_runs import toy_spec
 from worker.training.base_model import BaseModel
@@ -31,11 +31,9 @@ def biased_model_dir(tmp_path_factory) -> Path:
 
 
 def shape_of(model_dir: Path) -> ModelShape:
-    entry = ModelStore(model_dir.parent).get(model_dir.name)
-    assert entry is not None
-    tensors = entry.tensors()
-    assert tensors
-    return ModelShape.read(entry.config(), [Tensor(n, t.shape, t.dtype) for n, t in tensors.items()])
+    shape = model_shape(model_dir)
+    assert shape is not None
+    return shape
 
 
 def allocated(recipe: Recipe, model_dir: Path, tmp_path: Path) -> tuple[int, int, int, int, int]:

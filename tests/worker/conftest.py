@@ -17,7 +17,7 @@ def runtime(settings: Settings):  # type: ignore[no-untyped-def]
     yield Runtime(
         settings,
         make_sessionmaker(engine),
-        FileStorage(settings.files_path),
+        FileStorage.of(settings),
         ModelStore(settings.models_path),
     )
     engine.dispose()

@@ -139,7 +139,7 @@ class TestStage:
         spec = stage(runtime, job_id)
         with runtime.sessions() as session:
             key = files.get_any_project(session, training_file).storage_key  # type: ignore[union-attr]
-        assert Path(spec.training_file).stat().st_ino == runtime.file_storage.path(key).stat().st_ino
+        assert Path(spec.training_file).stat().st_ino == runtime.file_storage.local_path(key).stat().st_ino  # type: ignore[union-attr]
         assert Path(spec.output_dir).parent == runtime.settings.jobs_path / job_id
         assert (runtime.settings.jobs_path / job_id / "spec.json").is_file()
 

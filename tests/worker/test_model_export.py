@@ -16,8 +16,10 @@ import torch
 from fastapi.testclient import TestClient
 
 from api.fine_tuning import artifacts
+from api.models.downloads import export_ready
 from tests.api.test_jobs import create
 from tests.support.api_objects import succeed_with_checkpoints
+from tests.support.storage import to_store
 from worker.jobs import export
 from worker.runtime import Runtime
 from worker.training import merge
@@ -31,8 +33,13 @@ def backend() -> str:
     return "sqlite"
 
 
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def lora_model(client: TestClient, app, training_file: str, tiny_model_dir: Path) -> dict:  # type: ignore[no-untyped-def]
+def lora_model(client: TestClient, app, training_file: str, tiny_model_dir: Path, tmp_path: Path) -> dict:  # type: ignore[no-untyped-def]
     """A finished job whose stored artifact is a real, non-trivial LoRA, saved as the trainer saves it."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -40,7 +47,7 @@ def lora_model(client: TestClient, app, training_file: str, tiny_model_dir: Path
     job_id = create(client, training_file).json()["id"]
     succeed_with_checkpoints(app, job_id, steps=(4,))
     directory = artifacts.adapter_dir(app.state.settings, job_id)
-    shutil.rmtree(directory)
+    shutil.rmtree(directory, ignore_errors=True)  # on S3 it is in the bucket already
     torch.manual_seed(1)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, torch_dtype=torch.float32)
     model = get_peft_model(
@@ -54,8 +61,11 @@ def lora_model(client: TestClient, app, training_file: str, tiny_model_dir: Path
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
     record = {"job_id": job_id, "method": {"type": "supervised"}, "artifact_format": "peft", "recipe": {}}
     (directory / "tunery.json").write_text(json.dumps(record))
+    reference = tmp_path / "stored-adapter"  # what the tests compare with, whichever the backend
+    shutil.copytree(directory, reference)
+    to_store(app.state.settings, directory)  # on S3: into the bucket, and off this disk
     name = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["fine_tuned_model"]
-    return {"job_id": job_id, "name": name, "dir": directory}
+    return {"job_id": job_id, "name": name, "dir": reference}
 
 
 @pytest.fixture
@@ -63,7 +73,7 @@ def rt(app) -> Runtime:  # type: ignore[no-untyped-def]
     from api.files.storage import FileStorage
 
     settings = app.state.settings
-    return Runtime(settings, app.state.sessionmaker, FileStorage(settings.files_path), app.state.model_store)
+    return Runtime(settings, app.state.sessionmaker, FileStorage.of(settings), app.state.model_store)
 
 
 def test_the_downloaded_adapter_loads_with_peft_and_gives_the_stored_logits(
@@ -153,7 +163,14 @@ def test_the_cli_export_writes_both_formats(
 ) -> None:  # type: ignore[no-untyped-def]
     from api.cli import main
 
-    monkeypatch.setenv("TUNERY_DATA_DIR", str(app.state.settings.data_dir))
+    settings = app.state.settings
+    monkeypatch.setenv("TUNERY_DATA_DIR", str(settings.data_dir))
+    for name, value in (
+        ("TUNERY_STORAGE_URL", settings.storage_url),
+        ("TUNERY_S3_ENDPOINT_URL", settings.s3_endpoint_url),
+    ):
+        if value:
+            monkeypatch.setenv(name, value)
     assert (
         main(["models", "export", lora_model["name"], "--format", "adapter", "-o", str(tmp_path / "a")]) == 0
     )
@@ -164,6 +181,7 @@ def test_the_cli_export_writes_both_formats(
         main(["models", "export", lora_model["name"], "--format", "merged", "-o", str(tmp_path / "m")]) == 0
     )
     assert json.loads((tmp_path / "m" / "tunery.json").read_text())["export"]["check"]["passed"] is True
-    assert artifacts.merged_dir(app.state.settings, lora_model["job_id"], None).is_dir()  # kept for the API
+    merged = artifacts.merged_dir(settings, lora_model["job_id"], None)
+    assert merged.is_dir() and export_ready(settings, merged)  # kept for the API
     assert main(["models", "export", "ft:nothing", "-o", str(tmp_path / "x")]) == 2
     assert "No fine-tuned or checkpoint model" in capsys.readouterr().err

@@ -6,8 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from api.db import make_engine, make_sessionmaker, session_scope
 from api.workers.service import ACTIVE, LOST, STOPPED, list_workers
 from catalog.sizes import format_bytes, parse_bytes
 from tests.support.processes import Cluster
+from tests.support.waiting import wait as wait_for
 from worker.registry import Capacity, heartbeat, register, sign_off
 from worker.runtime import Runtime
 
@@ -65,15 +65,6 @@ def cluster(settings: Settings, tmp_path: Path) -> Iterator[Cluster]:
         yield running
     finally:
         running.stop_all()
-
-
-def wait_for(predicate: Callable[[], bool], what: str, cluster: Cluster, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout}s:\n{cluster.log_tail()}")
 
 
 def workers_cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:

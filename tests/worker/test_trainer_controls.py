@@ -4,6 +4,7 @@ the trainer process; a resumed job continues from the checkpoint the pause saved
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import threading
 import time
@@ -17,6 +18,7 @@ from api.db import make_engine, make_sessionmaker
 from api.files.storage import FileStorage
 from api.fine_tuning import artifacts
 from api.models.store import ModelStore
+from tests.support import waiting
 from tests.worker.test_jobs import create_job, events
 from worker.jobs.claim import claim
 from worker.jobs.finish import finish
@@ -33,7 +35,7 @@ pytestmark = pytest.mark.integration
 def runtime(settings: Settings):  # type: ignore[no-untyped-def]
     fast = settings.model_copy(update={"heartbeat_seconds": 0.3, "checkpoint_every_minutes": None})
     engine = make_engine(fast)
-    yield Runtime(fast, make_sessionmaker(engine), FileStorage(fast.files_path), ModelStore(fast.models_path))
+    yield Runtime(fast, make_sessionmaker(engine), FileStorage.of(fast), ModelStore(fast.models_path))
     engine.dispose()
 
 
@@ -43,11 +45,8 @@ def in_thread(target: Callable[[], None]) -> threading.Thread:
     return thread
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 120, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+# The trainer runs in-process here: poll often, allow it two minutes.
+wait_for = functools.partial(waiting.wait, timeout=120, interval=0.1)
 
 
 def steps_trained(client: TestClient, job_id: str) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,9 +95,19 @@ class _StagedLora:
 
 
 class ModelPool:
-    def __init__(self, store: ModelStore, artifacts_root: Path, max_adapters: int, device: str | None = None):
+    def __init__(
+        self,
+        store: ModelStore,
+        artifacts_root: Path,
+        max_adapters: int,
+        device: str | None = None,
+        fetch: Callable[[Path], bool] | None = None,
+    ):
+        """`fetch`: puts an artifact the API names by its key (TUNERY_STORAGE_URL=s3://...) on this
+        machine's disk, from the bucket, once; None when artifacts are on disk already."""
         self.store = store
         self.artifacts_root = artifacts_root.resolve()
+        self.fetch = fetch
         self.max_adapters = max_adapters
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = (
@@ -115,7 +125,7 @@ class ModelPool:
         with self._lock:
             if target is None or target.artifact_dir is None:
                 return (target.base_model if target else model) in self._bases
-            key = str(Path(target.artifact_dir).resolve())
+            key = str(self._path(target.artifact_dir))
             return key in self._tuned or key in self._staged
 
     def prefetch(self, model: str, target: BackendTarget | None) -> None:
@@ -166,7 +176,7 @@ class ModelPool:
 
     def unload(self, artifact_dir: str) -> bool:
         """Drop a fine-tuned model (its model deleted); False when it was not loaded."""
-        key = str(Path(artifact_dir).resolve())
+        key = str(self._path(artifact_dir))
         with self._lock:
             self._staged.pop(key, None)
         if key not in self._tuned:
@@ -182,10 +192,18 @@ class ModelPool:
     def _checked_artifact(self, artifact_dir: str) -> Path:
         # The backend has no keys: the API decided who may use what. It still loads only artifacts of this
         # data directory, so a request that reaches it by mistake can't make it read any directory it names.
-        path = Path(artifact_dir).resolve()
+        path = self._path(artifact_dir)
+        if path.is_relative_to(self.artifacts_root) and self.fetch is not None:
+            self.fetch(path)
         if not path.is_relative_to(self.artifacts_root) or not (path / RUN_RECORD_NAME).is_file():
             raise ModelUnavailable(f"no fine-tuned model artifact at {artifact_dir}")
         return path
+
+    def _path(self, artifact_dir: str) -> Path:
+        """An absolute directory, or an artifact's key in the store (artifacts/<job>/...: the API names
+        it so when its data directory is not this machine's), as a path on this machine."""
+        path = Path(artifact_dir)
+        return (path if path.is_absolute() else self.artifacts_root.parent / path).resolve()
 
     def _base(self, model_id: str) -> _Base:
         with self._lock:

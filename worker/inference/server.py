@@ -19,8 +19,10 @@ from pydantic import BaseModel
 
 from api.config import Settings
 from api.errors import describe_validation_error, error_body
+from api.fine_tuning import artifacts
 from api.inference.schemas import BackendChatRequest, BackendClassificationRequest, BackendCompletionRequest
 from api.models.store import ModelStore
+from api.storage import store_of
 from worker.inference.engine import (
     Batchable,
     Busy,
@@ -47,8 +49,12 @@ class UnloadRequest(BaseModel):
 
 
 def create_inference_app(settings: Settings, pool: ModelPool | None = None) -> FastAPI:
+    remote = store_of(settings).remote
     pool = pool or ModelPool(
-        ModelStore(settings.models_path), settings.artifacts_path, settings.inference_max_adapters
+        ModelStore(settings.models_path),
+        settings.artifacts_path,
+        settings.inference_max_adapters,
+        fetch=(lambda path: artifacts.fetch(settings, path)) if remote else None,
     )
     engine = Engine(pool, settings.inference_max_queue)
 

@@ -1,14 +1,14 @@
 """The `tunery.export_model` task: make a model's merged export once, on first request.
 
 Files first, rows after, each row its own short transaction: the merge runs into a staging directory
-beside the export, is checked (worker/training/merge.py), and is renamed into place whole, so the API
-(api/models/downloads.py, which reads the state from files alone) never offers half an export. An
+beside the export, is checked (worker/training/merge.py), and is renamed into place whole (on S3:
+uploaded, then a `.ready` object written), so the API (api/models/downloads.py, which reads the state
+from files or objects alone) never offers half an export. An
 export that fails its check leaves a failure marker with the reason and an error event on the job.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import uuid
@@ -17,7 +17,9 @@ from pathlib import Path
 
 from api.db import session_scope
 from api.fine_tuning import artifacts, repository
-from api.models.downloads import failure_marker, request_marker
+from api.models.downloads import clear_request, export_ready, mark_failed, mark_ready
+from api.storage import store_of
+from api.storage.directories import put_directory
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -34,13 +36,14 @@ def export_model(
         if step is None
         else artifacts.checkpoint_dir(rt.settings, job_id, step)
     )
+    settings = rt.settings
     base_model = _exportable(rt, job_id, step)
-    if base_model is None or not source.is_dir():
-        request_marker(target).unlink(missing_ok=True)
+    if base_model is None or export_ready(settings, target):
+        clear_request(settings, target)
+        return None if base_model is None else target
+    if not artifacts.fetch(settings, source):  # on S3: downloaded from the bucket
+        clear_request(settings, target)
         return None
-    if target.is_dir():
-        request_marker(target).unlink(missing_ok=True)
-        return target
     base = rt.model_store.get(base_model)
     if base is None:
         _not_offered(rt, job_id, target, f"its base model {base_model} is no longer in the store")
@@ -60,16 +63,22 @@ def export_model(
         # Not the export's fault (out of memory, a full disk): the next request asks again.
         log.exception("merging %s of %s failed", name, job_id)
         shutil.rmtree(staging, ignore_errors=True)
-        request_marker(target).unlink(missing_ok=True)
+        clear_request(settings, target)
         _event(rt, job_id, f"Merging the adapter into the base failed: {name}; ask again", level="error")
         return None
     try:
         staging.rename(target)
     except OSError:  # another merge of the same model was first: keep that one
         shutil.rmtree(staging, ignore_errors=True)
-    request_marker(target).unlink(missing_ok=True)
+    store = store_of(settings)
+    if store.remote:  # its objects first, then the marker that offers them
+        put_directory(store, artifacts.key_of(settings, target), target)
+        mark_ready(settings, target)
+    clear_request(settings, target)
     if _exportable(rt, job_id, step) is None:  # deleted while it was merging: its files go too
-        shutil.rmtree(target, ignore_errors=True)
+        artifacts.remove(settings, target)
+        if store.remote:
+            store.delete(artifacts.key_of(settings, target) + ".ready")
         return None
     _event(
         rt,
@@ -92,9 +101,7 @@ def _exportable(rt: Runtime, job_id: str, step: int | None) -> str | None:
 
 
 def _not_offered(rt: Runtime, job_id: str, target: Path, reason: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    failure_marker(target).write_text(json.dumps({"reason": reason}) + "\n")
-    request_marker(target).unlink(missing_ok=True)
+    mark_failed(rt.settings, target, reason)
     _event(rt, job_id, f"Merged export not offered: {reason}", level="error")
 
 

@@ -14,8 +14,12 @@ from sqlalchemy.orm import Session
 
 from api import queue
 from api.db import session_scope
+from api.evals import fine_tuning as evals
+from api.files import service as files_service
 from api.fine_tuning import repository
 from api.fine_tuning.status import FAILED, QUEUED, transition
+from api.storage import store_of
+from api.storage.s3 import STORE_ERRORS
 from api.tables import FineTuningJob
 from worker import leases
 from worker.jobs import publish
@@ -41,10 +45,12 @@ def finish(rt: Runtime, job_id: str, trainer: TrainerExit) -> None:
     ending = ending_of(trainer)
     prepared: publish.PreparedModel | None = None
     storing_failed = ""
-    if isinstance(trainer.final_event, Completed) and ending is Ending.COMPLETED and _still_ours(rt, job_id):
+    completed = isinstance(trainer.final_event, Completed) and ending is Ending.COMPLETED
+    if completed and (project_pk := _project_if_ours(rt, job_id)) is not None:
+        assert isinstance(trainer.final_event, Completed)
         try:
-            prepared = publish.prepare(rt, job_id, trainer.final_event)
-        except OSError as error:  # a full disk, say: the job fails saying so, rather than hanging
+            prepared = publish.prepare(rt, job_id, project_pk, trainer.final_event)
+        except STORE_ERRORS as error:  # a full disk, a bucket that refuses: the job fails saying so
             log.exception("job %s: storing the trained model failed", job_id)
             ending, storing_failed = Ending.FAILED, f"storing the trained model failed: {error}"
     with session_scope(rt.sessions) as session:
@@ -61,13 +67,16 @@ def finish(rt: Runtime, job_id: str, trainer: TrainerExit) -> None:
     published = outcome is not None and outcome.verdict in (Verdict.SUCCEED, Verdict.SUCCEED_DESPITE_PAUSE)
     if prepared is not None and not published:
         if outcome is None:
-            rt.file_storage.discard(prepared.result_file)  # the artifact may be the new worker's now
+            # the artifact may be the new worker's now
+            files_service.withdraw_result(rt.file_storage, prepared.result_file)
         else:
             publish.withdraw(rt, job_id, prepared)
     if outcome is not None and outcome.requeue:
         queue.enqueue(rt.settings, queue.RUN_JOB, job_id, pool=pool)
     if outcome is not None and outcome.clean_up:
         shutil.rmtree(workdir(rt, job_id), ignore_errors=True)
+        if (store := store_of(rt.settings)).remote:  # its resumable checkpoints in the bucket
+            store.delete_prefix(f"jobs/{job_id}/")
 
 
 def _record(
@@ -88,6 +97,7 @@ def _record(
         if verdict is Verdict.SUCCEED_DESPITE_PAUSE:
             repository.add_event(session, job, "Training finished before the pause took effect")
         publish.publish(rt, session, job, prepared)
+        evals.start_runs(session, rt.settings, rt.model_store, job)
     elif verdict is Verdict.REQUEUE:
         assert isinstance(final, Stopped)
         transition(
@@ -116,11 +126,12 @@ def _record(
         repository.add_event(session, job, "Trainer stopped")
 
 
-def _still_ours(rt: Runtime, job_id: str) -> bool:
-    """Whether this worker still holds the job's lease: only then is its model worth moving into place."""
+def _project_if_ours(rt: Runtime, job_id: str) -> int | None:
+    """The job's project while this worker still holds the job's lease (only then is its model worth
+    storing); None otherwise."""
     with session_scope(rt.sessions, writes=False) as session:
         job = repository.get(session, None, job_id)
-        return job is not None and job.lease_owner == rt.worker_id
+        return job.project_pk if job is not None and job.lease_owner == rt.worker_id else None
 
 
 def fail(session: Session, job: FineTuningJob, code: str, message: str, param: str | None = None) -> None:

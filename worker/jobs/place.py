@@ -14,6 +14,11 @@ import shutil
 import uuid
 from pathlib import Path
 
+from api.config import Settings
+from api.fine_tuning import artifacts
+from api.storage import store_of
+from api.storage.directories import put_directory
+
 # Errors that mean "no rename or link between these two places", not "something is wrong".
 _ACROSS = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
 
@@ -37,6 +42,16 @@ def move_directory(source: Path, target: Path) -> None:
         shutil.rmtree(source, ignore_errors=True)
     if previous is not None:
         shutil.rmtree(previous, ignore_errors=True)
+
+
+def store_artifact(settings: Settings, source: Path, target: Path) -> None:
+    """Keep the directory the trainer wrote as the artifact at `target`: moved into place on the local
+    backend; on S3 uploaded under its key (the work directory's copy goes when the job ends)."""
+    store = store_of(settings)
+    if not store.remote:
+        move_directory(source, target)
+        return
+    put_directory(store, artifacts.key_of(settings, target), source)
 
 
 def link_file(source: Path, target: Path) -> None:

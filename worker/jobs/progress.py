@@ -7,17 +7,24 @@ files: a checkpoint's directory is moved into place before its row is written.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict
+from pathlib import Path
 
 from api import clock
 from api.db import session_scope
-from api.fine_tuning import repository
+from api.fine_tuning import artifacts, repository
+from api.storage import store_of
+from api.storage.directories import put_directory
+from api.storage.s3 import STORE_ERRORS
 from worker.jobs.publish import store_checkpoint
 from worker.jobs.stage import workdir
 from worker.runtime import Runtime
 from worker.supervisor import UnreadableLine
 from worker.training.progress import Checkpoint, Message, Metrics, Resumable, Started, Stopped, TrainerEvent
+
+log = logging.getLogger("tunery.worker")
 
 
 def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, started: int) -> None:
@@ -25,6 +32,9 @@ def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, start
     if isinstance(event, Checkpoint):
         store_checkpoint(rt, job_id, event)  # its files first, then its own short transaction
         return
+    if isinstance(event, Resumable | Stopped) and not upload_resumable(rt, job_id, event):
+        return  # not in the bucket: the job keeps the resume point it had
+    replaced: list[str] = []
     with session_scope(rt.sessions) as session:
         job = repository.get_for_update(session, job_id)
         if job is None:
@@ -48,7 +58,10 @@ def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, start
         elif isinstance(event, Resumable | Stopped):
             path = event.path if isinstance(event, Resumable) else event.resume_from
             if path is not None:
-                job.resume_from = os.path.relpath(path, workdir(rt, job_id))
+                resume_from = os.path.relpath(path, workdir(rt, job_id))
+                if job.resume_from and job.resume_from != resume_from:
+                    replaced.append(job.resume_from)
+                job.resume_from = resume_from
                 job.resume_step = event.step
         elif isinstance(event, Message):
             repository.add_event(session, job, event.message, level=event.level)
@@ -60,3 +73,28 @@ def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, start
                 f"The trainer wrote a line the worker cannot read ({event.problem}): {event.line[:500]}",
                 level="warn",
             )
+    remove_replaced(rt, job_id, replaced)
+
+
+def upload_resumable(rt: Runtime, job_id: str, event: Resumable | Stopped) -> bool:
+    """On S3, put the trainer's resumable checkpoint in the bucket before the row names it, so a job
+    whose worker is lost resumes on another (worker/jobs/stage.py downloads it). False if that failed
+    (the trainer rotated it away meanwhile, the bucket refused): the row keeps its older one."""
+    store = store_of(rt.settings)
+    path = event.path if isinstance(event, Resumable) else event.resume_from
+    if not store.remote or path is None:
+        return True
+    try:
+        put_directory(store, artifacts.key_of(rt.settings, Path(path).resolve()), Path(path))
+    except STORE_ERRORS:
+        log.warning("job %s: uploading the checkpoint at %s failed; keeping the previous one", job_id, path)
+        return False
+    return True
+
+
+def remove_replaced(rt: Runtime, job_id: str, old: list[str]) -> None:
+    """After the commit: the objects of resume points no row names any more."""
+    store = store_of(rt.settings)
+    if store.remote:
+        for relative in old:
+            store.delete_prefix(artifacts.key_of(rt.settings, workdir(rt, job_id) / relative))

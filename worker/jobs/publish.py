@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 from api.checkpoints import service as checkpoints
 from api.db import session_scope
 from api.files import service as files_service
-from api.files.storage import StagedBlob
+from api.files.service import StoredFile
 from api.fine_tuning import artifacts, repository
 from api.fine_tuning.service import fine_tuned_model_name
 from api.fine_tuning.status import SUCCEEDED, transition
 from api.tables import FineTuningJob
-from worker.jobs.place import move_directory
+from worker.jobs.place import store_artifact
 from worker.jobs.stage import workdir
 from worker.runtime import Runtime
 from worker.training.progress import Checkpoint, Completed
@@ -28,8 +28,10 @@ from worker.training.progress import Checkpoint, Completed
 
 def store_checkpoint(rt: Runtime, job_id: str, event: Checkpoint) -> None:
     """Move an epoch's artifact into place, then record the checkpoint and its event."""
-    move_directory(
-        _reported(rt, job_id, event.artifact_dir), artifacts.checkpoint_dir(rt.settings, job_id, event.step)
+    store_artifact(
+        rt.settings,
+        _reported(rt, job_id, event.artifact_dir),
+        artifacts.checkpoint_dir(rt.settings, job_id, event.step),
     )
     metrics = asdict(event.metrics)
     with session_scope(rt.sessions) as session:
@@ -51,13 +53,14 @@ class PreparedModel:
     publishing, done before the transaction that records it."""
 
     completed: Completed
-    result_file: StagedBlob
+    result_file: StoredFile
 
 
-def prepare(rt: Runtime, job_id: str, completed: Completed) -> PreparedModel:
-    move_directory(_reported(rt, job_id, completed.artifact_dir), artifacts.adapter_dir(rt.settings, job_id))
+def prepare(rt: Runtime, job_id: str, project_pk: int, completed: Completed) -> PreparedModel:
+    trained = _reported(rt, job_id, completed.artifact_dir)
+    store_artifact(rt.settings, trained, artifacts.adapter_dir(rt.settings, job_id))
     try:
-        result_file = files_service.stage_result(rt.file_storage, Path(completed.result_file))
+        result_file = files_service.stage_result(rt.file_storage, project_pk, Path(completed.result_file))
     except BaseException:
         artifacts.remove_adapter(rt.settings, job_id)  # no model without its record, even on disk
         raise
@@ -68,7 +71,7 @@ def publish(rt: Runtime, session: Session, job: FineTuningJob, prepared: Prepare
     """Record the prepared model as the job's fine-tuned model: rows only, in the caller's transaction."""
     completed = prepared.completed
     results = files_service.store_result(
-        session, rt.file_storage, job.project_pk, prepared.result_file, Path(completed.result_file).name
+        session, job.project_pk, prepared.result_file, Path(completed.result_file).name
     )
     if completed.labels:
         job.method = {**job.method, "labels": list(completed.labels)}
@@ -81,7 +84,7 @@ def publish(rt: Runtime, session: Session, job: FineTuningJob, prepared: Prepare
 
 def withdraw(rt: Runtime, job_id: str, prepared: PreparedModel) -> None:
     """Undo a preparation whose job did not succeed after all (cancelled while its model was stored)."""
-    rt.file_storage.discard(prepared.result_file)
+    files_service.withdraw_result(rt.file_storage, prepared.result_file)
     artifacts.remove_adapter(rt.settings, job_id)
 
 

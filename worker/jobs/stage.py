@@ -17,6 +17,8 @@ from api.db import session_scope
 from api.files import repository as files
 from api.fine_tuning import artifacts, hyperparameters, repository
 from api.graders.judge import judge_endpoints
+from api.storage import store_of
+from api.storage.directories import get_directory
 from catalog.methods import MAX_COMPLETION_TOKENS, generations_per_prompt
 from graders import parse_grader
 from worker.jobs.place import link_file
@@ -38,15 +40,35 @@ class _Inputs:
 
 
 def stage(rt: Runtime, job_id: str) -> TrainingSpec:
+    _fetch_resumable(rt, job_id)
     inputs = _read(rt, job_id)
     directory = workdir(rt, job_id)
     if inputs.fresh:
         shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     for name, key in inputs.files.items():
-        link_file(rt.file_storage.path(key), directory / name)
+        local = rt.file_storage.local_path(key)
+        if local is not None:
+            link_file(local, directory / name)
+        else:
+            rt.file_storage.copy_to(key, directory / name)  # from the bucket onto this worker's disk
     inputs.spec.write(directory / "spec.json")
     return inputs.spec
+
+
+def _fetch_resumable(rt: Runtime, job_id: str) -> None:
+    """On S3, download the checkpoint the job resumes from unless it is on this worker's disk already:
+    the job was started on another worker (which died, or shut down), which uploaded it."""
+    store = store_of(rt.settings)
+    if not store.remote:
+        return
+    with session_scope(rt.sessions, writes=False) as session:
+        job = repository.get(session, None, job_id)
+        resume_from = job.resume_from if job is not None else None
+    if resume_from:
+        local = workdir(rt, job_id) / resume_from
+        if not local.is_dir():
+            get_directory(store, artifacts.key_of(rt.settings, local), local)
 
 
 def _read(rt: Runtime, job_id: str) -> _Inputs:
@@ -81,7 +103,7 @@ def _read(rt: Runtime, job_id: str) -> _Inputs:
     recipe_spec = Recipe.from_dict(recipe)
     base_model_dir = str(base.path)
     if start is not None:
-        start["directory"] = str(_starting_dir(rt, start))
+        start["directory"] = str(_starting_dir(rt, start))  # fetched from the bucket if need be
         if start["artifact_format"] == "model":
             base_model_dir = start["directory"]  # a whole model trained on: it is this run's base
     spec = TrainingSpec(
@@ -142,6 +164,6 @@ def _starting_dir(rt: Runtime, start: dict) -> Path:
         directory = artifacts.adapter_dir(rt.settings, start["job_id"])
     else:
         directory = artifacts.checkpoint_dir(rt.settings, start["job_id"], start["step"])
-    if not directory.is_dir():
+    if not artifacts.fetch(rt.settings, directory):
         raise RuntimeError(f"{start['model']}, which the job trains on from, has been deleted")
     return directory

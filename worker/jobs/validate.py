@@ -171,7 +171,7 @@ def _check_files(
             deleted = DatasetIssue(f"invalid_{param}", f"{param} {file_id} was deleted before validation")
             return deleted, None, warnings
         limits = rt.settings
-        with rt.file_storage.path(storage_key).open("rb") as stream:
+        with rt.file_storage.local_copy(storage_key) as path, path.open("rb") as stream:
             report = check_lines(
                 read_lines(stream, limits.max_line_bytes),
                 count_tokens=count_tokens,

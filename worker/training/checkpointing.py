@@ -14,13 +14,13 @@ the weights' size on disk (`weights_bytes`) stands in.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from catalog.estimate import ModelShape, Tensor, estimate_memory
+from catalog.estimate import estimate_memory
 from catalog.recipes import Recipe
+from catalog.safetensors_headers import model_shape
 from catalog.sizes import format_bytes
 
 # Weights, gradients, optimizer state and activations of a fine-tuning step fit in about this many
@@ -83,19 +83,9 @@ def estimated_bytes(
 ) -> int | None:
     """What the estimate says one process of the run needs without checkpointing; None when the
     base has no safetensors files (only their headers are read, never the weights)."""
-    from safetensors import safe_open
-
-    directory = Path(model_dir)
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
+    shape = model_shape(Path(model_dir), task)
+    if shape is None:
         return None
-    tensors: list[Tensor] = []
-    for file in files:
-        with safe_open(str(file), "pt") as handle:
-            for name in handle.keys():  # noqa: SIM118 (a safetensors handle is no dict)
-                part = handle.get_slice(name)
-                tensors.append(Tensor(name, tuple(part.get_shape()), str(part.get_dtype())))
-    shape = ModelShape.read(json.loads((directory / "config.json").read_text()), tensors, task)
     memory = estimate_memory(
         recipe, shape, precision=precision, batch_size=batch_size, gradient_checkpointing=False
     )
