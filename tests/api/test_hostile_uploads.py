@@ -283,7 +283,7 @@ class TestBodies:
     def test_a_wrong_purpose_names_the_purpose_field(self, server: Server) -> None:
         error = error_of(server.upload(jsonl(toy_chat_examples(3)), purpose="assistants"))
         assert error["param"] == "purpose"
-        assert "purpose must be one of fine-tune, not 'assistants'" in error["message"]
+        assert "purpose must be one of fine-tune, evals, not 'assistants'" in error["message"]
         server.assert_nothing_stored()
 
     @pytest.mark.parametrize(
