@@ -103,14 +103,19 @@ def _use_gpu() -> bool:
 
 
 def _failure(error: BaseException | None, rank0: Failed | None, world: int) -> Failed:
-    """One `failed` line for the run: what each rank that failed met, the others' first (a rank lost
-    makes rank 0 fail in its next collective: the cause comes first)."""
+    """One `failed` line for the run: what each rank that failed met, the cause first. A rank lost
+    with its node makes the others fail in their next collective, so the lost ranks come first,
+    whichever they are (rank 0 itself may be the one on the node that died)."""
     failures: dict[int, BaseException] = dict(getattr(error, "worker_failures", None) or {})
-    parts = [_one_failure(rank, failure, world) for rank, failure in sorted(failures.items()) if rank != 0]
+    said: list[tuple[bool, int, str]] = []  # (not lost, rank, what it met)
+    for rank, failure in failures.items():
+        if rank == 0 and rank0 is not None:
+            continue  # rank 0's own words (below) say more than Ray's wrapping of them
+        text, lost = _one_failure(rank, failure, world)
+        said.append((not lost, rank, text))
     if rank0 is not None:
-        parts.append(f"rank 0 of {world}: {rank0.message}")
-    elif 0 in failures:
-        parts.append(_one_failure(0, failures[0], world))
+        said.append((True, 0, f"rank 0 of {world}: {rank0.message}"))
+    parts = [text for _, _, text in sorted(said)]
     if not parts:
         parts.append(f"the Ray Train run failed: {type(error).__name__}: {error}")
     code = rank0.code if rank0 is not None and len(parts) == 1 else "training_error"
@@ -147,15 +152,17 @@ def _fit(spec_path: Path, recipe: Any, channel: Any, outcome: dict[str, Any]) ->
         outcome["error"] = error
 
 
-def _one_failure(rank: int, failure: BaseException, world: int) -> str:
+def _one_failure(rank: int, failure: BaseException, world: int) -> tuple[str, bool]:
+    """What a rank met, and whether it was lost with its Ray worker (rather than failing itself)."""
     text = str(failure)
     said = RANK_FAILED.search(text)  # a RankFailed of rank.py, under Ray's wrapping
     if said:
-        return said.group(0)
+        return said.group(0), False
     lines = text.strip().splitlines()
     cause = lines[-1] if lines else type(failure).__name__
     return (
-        f"rank {rank} of {world} was lost with its Ray worker (its node died or was stopped): {cause[-800:]}"
+        f"rank {rank} of {world} was lost with its Ray worker (its node died or was stopped): {cause[-800:]}",
+        True,
     )
 
 
