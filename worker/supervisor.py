@@ -103,7 +103,16 @@ def run_trainer(
                 cwd=spec_path.parent,
                 start_new_session=True,
             )
-        watcher = _Watcher(process, watch) if watch else None
+        watcher = (
+            Watcher(
+                watch,
+                stop=lambda: _signal_group(process, signal.SIGTERM),
+                kill=lambda: _signal_group(process, signal.SIGKILL),
+                what="trainer",
+            )
+            if watch
+            else None
+        )
         try:
             assert process.stdout is not None
             for raw in process.stdout:
@@ -132,13 +141,17 @@ def run_trainer(
     return TrainerExit(returncode, final, log_tail(log_path), watcher.action if watcher else Action.CONTINUE)
 
 
-class _Watcher:
-    def __init__(self, process: subprocess.Popen[bytes], watch: Watch) -> None:
-        self.process = process
+class Watcher:
+    """Asks `watch.decide` every interval what to do with a run, and does it: `stop` asks the run to
+    stop (it checkpoints), `kill` ends it; a run that has not stopped `stop_grace` after being asked
+    is killed. The local trainer's process group and a cluster's Ray job share this policy."""
+
+    def __init__(self, watch: Watch, stop: Callable[[], None], kill: Callable[[], None], what: str) -> None:
         self.watch = watch
         self.action = Action.CONTINUE
+        self._stop, self._kill, self._what = stop, kill, what
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="trainer-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{what}-watch", daemon=True)
         self._thread.start()
 
     def finish(self) -> None:
@@ -150,24 +163,24 @@ class _Watcher:
         while not self._done.wait(self.watch.interval):
             try:
                 action = self.watch.decide()
+                if action is Action.KILL:
+                    self.action = Action.KILL
+                    self._kill()
+                    return
+                if action is Action.STOP and stop_sent_at is None:
+                    self.action = Action.STOP
+                    self._stop()
+                    stop_sent_at = time.monotonic()
+                if stop_sent_at is not None and time.monotonic() - stop_sent_at > self.watch.stop_grace:
+                    log.warning(
+                        "%s did not stop within %.0f s; killing it", self._what, self.watch.stop_grace
+                    )
+                    self._kill()
+                    return
             except Exception:
-                # A database blip must not kill a long run; the lease has slack for a few misses.
-                log.exception("trainer watch failed; will try again")
-                continue
-            if action is Action.KILL:
-                self.action = Action.KILL
-                _signal_group(self.process, signal.SIGKILL)
-                return
-            if action is Action.STOP and stop_sent_at is None:
-                self.action = Action.STOP
-                stop_sent_at = time.monotonic()
-                _signal_group(self.process, signal.SIGTERM)
-            if stop_sent_at is not None and time.monotonic() - stop_sent_at > self.watch.stop_grace:
-                log.warning(
-                    "trainer did not stop within %.0f s of SIGTERM; killing it", self.watch.stop_grace
-                )
-                _signal_group(self.process, signal.SIGKILL)
-                return
+                # A database (or cluster) blip must not kill a long run; the lease has slack for a few
+                # misses, and an unsent stop is sent again at the next look.
+                log.exception("%s watch failed; will try again", self._what)
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import shlex
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from worker.cluster.channel import PROGRESS_PREFIX, channel_name
-from worker.supervisor import Action, TrainerExit, UnreadableLine, Watch, log_tail, read_line
+from worker.supervisor import Action, TrainerExit, UnreadableLine, Watch, Watcher, log_tail, read_line
 from worker.training.progress import FINAL_EVENTS, Completed, Failed, Message, Stopped, TrainerEvent
 
 log = logging.getLogger("tunery.worker.cluster")
@@ -65,7 +64,19 @@ def run_on_cluster(
         return TrainerExit(1, Failed(code="training_error", message=message), "", Action.CONTINUE)
     log.info("job %s: submitted to the Ray cluster at %s as %s", job_id, address, submission_id)
     on_event(Message(f"Submitted to the Ray cluster at {address} as Ray job {submission_id}"))
-    watcher = _Watcher(client, submission_id, channel, watch)
+
+    def ask_ranks_to_stop() -> None:
+        # Ray's own stop kills 3 s after SIGTERM, too soon to checkpoint: a second Ray job has every
+        # rank send its trainer SIGTERM instead.
+        client.submit_job(
+            entrypoint=f"python -m worker.cluster.stop {channel}",
+            submission_id=f"{submission_id}-stop-{uuid.uuid4().hex[:4]}",
+        )
+
+    def stop_the_run() -> None:
+        client.stop_job(submission_id)
+
+    watcher = Watcher(watch, stop=ask_ranks_to_stop, kill=stop_the_run, what=f"run {submission_id}")
     final: Completed | Failed | Stopped | None = None
     try:
         with log_path.open("a", encoding="utf-8") as job_log:
@@ -99,7 +110,7 @@ class _Relay:
         self,
         on_event: Callable[[TrainerEvent | UnreadableLine], None],
         job_log: IO[str],
-        watcher: _Watcher,
+        watcher: Watcher,
     ) -> None:
         self.on_event = on_event
         self.job_log = job_log
@@ -143,46 +154,3 @@ def _ending(client: Any, submission_id: str, wait: float = 30.0) -> tuple[int, s
     # Ray's message quotes the whole log after its first line: that is in trainer.log already.
     said = (info.message or "no message").strip().splitlines()[0][:500]
     return (code if code not in (None, 0) else 1), f"the Ray job {submission_id} ended {status}: {said}"
-
-
-class _Watcher:
-    """Asks `watch.decide` every interval what to do, and does it to the Ray job."""
-
-    def __init__(self, client: Any, submission_id: str, channel: str, watch: Watch) -> None:
-        self.client = client
-        self.submission_id = submission_id
-        self.channel = channel
-        self.watch = watch
-        self.action = Action.CONTINUE
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cluster-watch", daemon=True)
-        self._thread.start()
-
-    def finish(self) -> None:
-        self._done.set()
-        self._thread.join(timeout=self.watch.interval + 5)
-
-    def _run(self) -> None:
-        stop_sent_at: float | None = None
-        while not self._done.wait(self.watch.interval):
-            try:
-                action = self.watch.decide()
-                if action is Action.KILL:
-                    self.action = Action.KILL
-                    self.client.stop_job(self.submission_id)
-                    return
-                if action is Action.STOP and stop_sent_at is None:
-                    self.action = Action.STOP
-                    self.client.submit_job(
-                        entrypoint=f"python -m worker.cluster.stop {self.channel}",
-                        submission_id=f"{self.submission_id}-stop-{uuid.uuid4().hex[:4]}",
-                    )
-                    stop_sent_at = time.monotonic()
-                if stop_sent_at is not None and time.monotonic() - stop_sent_at > self.watch.stop_grace:
-                    grace = self.watch.stop_grace
-                    log.warning("run %s did not stop within %.0f s; stopping it", self.submission_id, grace)
-                    self.client.stop_job(self.submission_id)
-                    return
-            except Exception:
-                # A database or cluster blip must not kill a long run; the lease has slack for a few misses.
-                log.exception("cluster watch failed; will try again")
