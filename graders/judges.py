@@ -51,7 +51,9 @@ def messages(grader_input: list[GraderMessage], namespaces: dict[str, Any]) -> l
         rendered.append(
             {
                 "role": "system" if message.role == "developer" else message.role,
-                "content": render(text, namespaces),
+                # A sampled answer can hold NUL (a random model says it); the chat route refuses NUL
+                # as every request body does, so the judge would fail on the sample, not judge it.
+                "content": render(text, namespaces).replace("\x00", "\ufffd"),
             }
         )
     return rendered

@@ -215,6 +215,24 @@ class TestModelGraders:
         assert messages[-1]["content"] == "Rate Paris against Paris"
         assert sampling == {"temperature": 0.5, "max_tokens": 5}
 
+    def test_a_sample_with_nul_reaches_the_judge_as_a_body_the_chat_route_takes(self) -> None:
+        # A random model's answer can hold NUL; the chat route refuses NUL in any body, so the
+        # judge must be sent the sample with NUL replaced, or every such answer errors.
+        from api.inference.schemas import ChatCompletionRequest
+
+        seen: list = []
+        grader = {
+            "type": "score_model",
+            "name": "s",
+            "model": "tiny",
+            "input": [{"role": "user", "content": "Rate {{sample.output_text}}"}],
+        }
+        result = run(grader, "a\x00b", {}, self.judge("1", seen))
+        assert result.reward == 1.0
+        _model, messages, _sampling = seen[0]
+        assert messages[-1]["content"] == "Rate a\ufffdb"
+        ChatCompletionRequest.model_validate({"model": "tiny", "messages": messages})
+
     def test_label_model_rewards_passing_labels(self) -> None:
         grader = {
             "type": "label_model",
