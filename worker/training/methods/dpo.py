@@ -13,6 +13,7 @@ The accuracy columns hold the preference accuracy: how often the preferred answe
 
 Batches are padded: TRL's padding-free DPO forward (`DPOConfig.padding_free`) is disabled in TRL 1.x
 after a refactor (it falls back to padding with a warning), so asking for it would change nothing.
+The LM head scores only the answers' tokens, the ones that have a label (worker/training/lm_head.py).
 Gradient checkpointing, compile and Liger follow the shared rules (worker/training/run.py).
 """
 
@@ -24,10 +25,13 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from catalog.formats import PreferenceExample
+from worker.training import lm_head
 from worker.training.data import DatasetError, read_examples, template_message
 from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
 from worker.training.spec import TrainingSpec
+
+DPO_HEAD_OUTPUTS = ("log_probs", "entropy", "mean_logits", "is_top1")
 
 
 def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
@@ -60,7 +64,7 @@ def make_trainer(
     progress: ProgressWriter,
 ) -> DPOTrainer:
     config = DPOConfig(**args, beta=spec.beta, max_length=spec.recipe.max_seq_length)
-    return DPOTrainer(
+    trainer = DPOTrainer(
         model=model,
         args=config,
         train_dataset=data.train_dataset,
@@ -68,6 +72,13 @@ def make_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    # What DPOTrainer asks its fused LM head for: the log-probabilities and its metrics' fields, and
+    # the WPO weights' when it weights; its reference model (where it has one) only the log-probabilities.
+    outputs = DPO_HEAD_OUTPUTS + (("log_sum_sq_probs",) if trainer.use_weighting else ())
+    lm_head.install_or_say(trainer.model, outputs, progress)
+    if trainer.ref_model is not None:
+        lm_head.install(trainer.ref_model, ("log_probs",))
+    return trainer
 
 
 def read_preferences(path: str, purpose: str) -> list[dict[str, Any]]:

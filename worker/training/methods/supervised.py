@@ -9,6 +9,9 @@ compute goes to padding while the steps and the loss stay those of padded batche
 model's attention implementation would make that slower than padding, batches are padded, and an
 event says which layout the run uses.
 
+The LM head scores only the positions that have a label (worker/training/lm_head.py): the prompt's
+tokens go through the model but never through the vocabulary projection.
+
 Packing (opt-in): examples are packed best-fit into rows of max_seq_length and fed the same way.
 Packing changes how many examples make a batch, and so the number of steps.
 """
@@ -20,11 +23,14 @@ from typing import Any
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from worker.training import padding_free
+from worker.training import lm_head, padding_free
 from worker.training.data import TokenizedDataset, read_dataset, tokenization_warnings
 from worker.training.methods import PreparedData
 from worker.training.progress import ProgressWriter
 from worker.training.spec import TrainingSpec
+
+SFT_HEAD_OUTPUTS = ("log_probs", "entropy", "is_top1")
+"""What TRL's SFTTrainer asks its fused LM head for (the loss, and its entropy and accuracy metrics)."""
 
 
 def prepare(spec: TrainingSpec, tokenizer: Any, progress: ProgressWriter) -> PreparedData:
@@ -85,7 +91,7 @@ def make_trainer(
         packing_strategy="bfd",
         padding_free=flattened,
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=config,
         train_dataset=data.train_dataset,
@@ -93,6 +99,8 @@ def make_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    lm_head.install_or_say(trainer.model, SFT_HEAD_OUTPUTS, progress)
+    return trainer
 
 
 def to_dataset(tokenized: TokenizedDataset) -> Dataset:
