@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.tiny_model import toy_chat_examples
-from tests.training.trainer_runs import toy_spec, train_in_process
+from tests.training.trainer_runs import toy_spec, train_in_process, varied_length_rows
 from worker.training import lm_head
 from worker.training.spec import Recipe
 
@@ -20,22 +19,10 @@ ALL_OUTPUTS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_to
 @pytest.fixture(scope="module")
 def batch(model_dir):
     """A padded batch of four chats of different lengths, loss on the assistant's tokens only."""
-    from transformers import AutoTokenizer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from worker.training.data import tokenize_examples
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    examples = toy_chat_examples(4)
-    examples[1]["messages"][1]["content"] += " Please answer the question with a short sentence."
-    examples[3]["messages"][0]["content"] = (
-        "Hello, how are you today? " + examples[3]["messages"][0]["content"]
-    )
-    rows = [
-        {"input_ids": ex.input_ids, "labels": ex.labels}
-        for ex in tokenize_examples(tokenizer, examples).examples
-    ]
-    return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(rows)
+    rows, pad_token_id = varied_length_rows(model_dir, 4, longer_question=3)
+    return DataCollatorForLanguageModeling(pad_token_id=pad_token_id)(rows)
 
 
 @pytest.fixture

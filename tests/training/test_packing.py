@@ -12,31 +12,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.tiny_model import toy_chat_examples
-from tests.training.trainer_runs import toy_spec, train_in_process
+from tests.training.trainer_runs import toy_spec, train_in_process, varied_length_rows
 from worker.training.spec import Recipe
 
 
 @pytest.fixture(scope="module")
 def model_and_dataset(model_dir):
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from worker.training.data import tokenize_examples
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    examples = toy_chat_examples(6)
-    # Different lengths, so that the padded batch really pads.
-    examples[1]["messages"][1]["content"] += " Please answer the question with a short sentence."
-    examples[4]["messages"][0]["content"] = (
-        "Hello, how are you today? " + examples[4]["messages"][0]["content"]
-    )
-    tokenized = tokenize_examples(tokenizer, examples).examples
+    rows, pad_token_id = varied_length_rows(model_dir, 6, longer_question=4)
     dataset = Dataset.from_dict(
-        {"input_ids": [ex.input_ids for ex in tokenized], "labels": [ex.labels for ex in tokenized]}
+        {"input_ids": [row["input_ids"] for row in rows], "labels": [row["labels"] for row in rows]}
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()  # eval: no dropout
-    return model, dataset, tokenizer.pad_token_id
+    return model, dataset, pad_token_id
 
 
 def loss_of(model, batch) -> float:

@@ -10,26 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.tiny_model import toy_chat_examples
-from tests.training.trainer_runs import toy_spec, train_in_process
+from tests.training.trainer_runs import toy_spec, train_in_process, varied_length_rows
 from worker.training.spec import Recipe
 
 
 @pytest.fixture(scope="module")
 def batch_parts(model_dir):
-    from transformers import AutoTokenizer
-
-    from worker.training.data import tokenize_examples
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    examples = toy_chat_examples(4)
-    # Different lengths, so that the padded batch really pads.
-    examples[1]["messages"][1]["content"] += " Please answer the question with a short sentence."
-    question = examples[3]["messages"][0]
-    question["content"] = "Hello, how are you today? " + question["content"]
-    tokenized = tokenize_examples(tokenizer, examples).examples
-    rows = [{"input_ids": ex.input_ids, "labels": ex.labels} for ex in tokenized]
-    return rows, tokenizer.pad_token_id
+    return varied_length_rows(model_dir, 4, longer_question=3)
 
 
 def collate(rows, pad_token_id: int, padding_free: bool) -> dict:

@@ -151,3 +151,20 @@ def train_in_process(spec: TrainingSpec) -> InProcessRun:
     finally:
         signal.signal(signal.SIGTERM, previous)  # the run installs its stop handler
     return InProcessRun(outcome=outcome, events=_parse(stream.getvalue()), spec=spec)
+
+
+def varied_length_rows(model_dir: Path, n: int, longer_question: int) -> tuple[list[dict], int]:
+    """`n` tokenized toy chats of different lengths, so that a padded batch of them really pads
+    (the second answer and the `longer_question`-th question made longer), and the pad token id."""
+    from transformers import AutoTokenizer
+
+    from tests.support.tiny_model import toy_chat_examples
+    from worker.training.data import tokenize_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    examples = toy_chat_examples(n)
+    examples[1]["messages"][1]["content"] += " Please answer the question with a short sentence."
+    question = examples[longer_question]["messages"][0]
+    question["content"] = "Hello, how are you today? " + question["content"]
+    tokenized = tokenize_examples(tokenizer, examples).examples
+    return [{"input_ids": ex.input_ids, "labels": ex.labels} for ex in tokenized], tokenizer.pad_token_id
