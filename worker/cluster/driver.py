@@ -84,6 +84,13 @@ def run_on_cluster(
             try:
                 asyncio.run(relay.follow(client, submission_id))
                 returncode, lost = _ending(client, submission_id)
+                # Ray's log tail can end before the log does (ray-project/ray#46413, #48701): the
+                # whole log, read once the job is over, supplies the lines the tail missed.
+                try:
+                    relay.catch_up(client.get_job_logs(submission_id))
+                except Exception:  # what the tail delivered stands
+                    log.warning("job %s: could not read the whole log of %s", job_id, submission_id)
+                    relay.end()
             except Exception as error:  # the head went away, or answers no more
                 log.exception("job %s: lost the Ray cluster while following %s", job_id, submission_id)
                 with contextlib.suppress(Exception):
@@ -116,18 +123,33 @@ class _Relay:
         self.job_log = job_log
         self.watcher = watcher
         self.final: Completed | Failed | Stopped | None = None
+        self.relayed = 0  # complete lines taken from the log so far
+        self.pending = ""  # the start of a line not yet ended
 
     async def follow(self, client: Any, submission_id: str) -> None:
-        pending = ""
         async for chunk in client.tail_job_logs(submission_id):
-            pending += chunk
-            *lines, pending = pending.split("\n")
+            self.pending += chunk
+            *lines, self.pending = self.pending.split("\n")
             for line in lines:
                 self.line(line)
-        if pending:
-            self.line(pending)
+
+    def catch_up(self, whole_log: str) -> None:
+        """Relay the lines of the finished job's whole log that the tail did not deliver."""
+        lines = whole_log.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        for line in lines[self.relayed :]:
+            self.line(line)
+        self.pending = ""
+
+    def end(self) -> None:
+        """Relay the tail's unended last line, where the whole log cannot be read."""
+        if self.pending:
+            self.line(self.pending)
+            self.pending = ""
 
     def line(self, line: str) -> None:
+        self.relayed += 1
         if not line.startswith(PROGRESS_PREFIX):
             self.job_log.write(line + "\n")
             self.job_log.flush()

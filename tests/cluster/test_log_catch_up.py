@@ -1,0 +1,95 @@
+"""The driver relays every protocol line of a finished Ray job exactly once, even where Ray's log tail
+ended before the log did (ray-project/ray#46413, #48701): the whole log, read once the job is over,
+supplies the missing lines, and what the tail delivered is not relayed twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.ray_cluster import RayCluster
+from worker.cluster.channel import PROGRESS_PREFIX
+from worker.cluster.driver import TERMINAL, _Relay
+from worker.supervisor import Action, UnreadableLine, Watch, Watcher
+from worker.training.progress import Message, TrainerEvent, to_line
+
+LINES = 300
+
+
+def protocol_lines(n: int) -> list[str]:
+    return [PROGRESS_PREFIX + to_line(Message(f"line {i}")) for i in range(n)]
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.events: list[TrainerEvent | UnreadableLine] = []
+        carry_on = Watch(decide=lambda: Action.CONTINUE, interval=60)
+        self.watcher = Watcher(carry_on, stop=lambda: None, kill=lambda: None, what="test")
+
+    def relay(self, job_log_path: Path) -> _Relay:
+        return _Relay(self.events.append, job_log_path.open("a", encoding="utf-8"), self.watcher)
+
+    def messages(self) -> list[str]:
+        return [event.message for event in self.events if isinstance(event, Message)]
+
+
+class CutTail:
+    """A log tail that delivers `text` in `size`-character chunks and stops at `upto`."""
+
+    def __init__(self, text: str, size: int, upto: int) -> None:
+        self.text, self.size, self.upto = text, size, upto
+
+    async def tail_job_logs(self, submission_id: str) -> AsyncIterator[str]:
+        for start in range(0, self.upto, self.size):
+            yield self.text[start : min(start + self.size, self.upto)]
+
+
+@pytest.mark.parametrize("upto", [0, 1, 57, 1000, 4321, None])
+def test_a_tail_cut_anywhere_then_the_whole_log_relays_each_line_once_in_order(
+    upto: int | None, tmp_path: Path
+) -> None:
+    lines = ["ray says hello", *protocol_lines(60), "a last word without a newline"]
+    whole = "\n".join(lines)
+    collected = Collected()
+    relay = collected.relay(tmp_path / "trainer.log")
+
+    asyncio.run(relay.follow(CutTail(whole, 13, len(whole) if upto is None else upto), "sub"))
+    relay.catch_up(whole)
+
+    assert collected.messages() == [f"line {i}" for i in range(60)]
+    relay.job_log.close()
+    assert (tmp_path / "trainer.log").read_text().splitlines() == [lines[0], lines[-1]]
+
+
+@pytest.mark.slow
+def test_a_real_ray_jobs_lines_arrive_once_whether_the_tail_got_them_or_not(
+    cluster: RayCluster, tmp_path: Path
+) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(cluster.address)
+    program = f"import sys\nfor line in {json.dumps(protocol_lines(LINES))}:\n    print(line, flush=True)\n"
+    submission_id = client.submit_job(entrypoint=f"{shlex.quote(sys.executable)} -c {shlex.quote(program)}")
+    deadline = time.monotonic() + 120
+    while str(client.get_job_status(submission_id)) not in TERMINAL:
+        assert time.monotonic() < deadline, "the Ray job did not end"
+        time.sleep(0.5)
+    expected = [f"line {i}" for i in range(LINES)]
+
+    followed = Collected()
+    relay = followed.relay(tmp_path / "followed.log")
+    asyncio.run(relay.follow(client, submission_id))
+    relay.catch_up(client.get_job_logs(submission_id))
+    assert followed.messages() == expected
+
+    untailed = Collected()
+    relay = untailed.relay(tmp_path / "untailed.log")
+    relay.catch_up(client.get_job_logs(submission_id))
+    assert untailed.messages() == expected
