@@ -1,6 +1,6 @@
-"""The driver relays every protocol line of a finished Ray job exactly once, even where Ray's log tail
-ended before the log did (ray-project/ray#46413, #48701): the whole log, read once the job is over,
-supplies the missing lines, and what the tail delivered is not relayed twice."""
+"""The driver relays every protocol line of a Ray job exactly once, even where Ray's log tail ended
+before the job did (ray-project/ray#60665: it is followed again) or before the log did (#46413,
+#48701: the whole log, read once the job is over, supplies the missing lines)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,21 @@ def test_a_tail_cut_anywhere_then_the_whole_log_relays_each_line_once_in_order(
     assert collected.messages() == [f"line {i}" for i in range(60)]
     relay.job_log.close()
     assert (tmp_path / "trainer.log").read_text().splitlines() == [lines[0], lines[-1]]
+
+
+@pytest.mark.parametrize("first", [0, 40, 1000, 2500])
+def test_a_tail_followed_again_after_it_ended_early_relays_only_what_is_new(
+    first: int, tmp_path: Path
+) -> None:
+    whole = "\n".join(protocol_lines(60)) + "\n"
+    collected = Collected()
+    relay = collected.relay(tmp_path / "trainer.log")
+
+    asyncio.run(relay.follow(CutTail(whole, 29, first), "sub"))
+    asyncio.run(relay.follow(CutTail(whole, 17, len(whole) - 700), "sub"))
+    relay.catch_up(whole)
+
+    assert collected.messages() == [f"line {i}" for i in range(60)]
 
 
 @pytest.mark.slow

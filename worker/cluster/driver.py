@@ -82,10 +82,18 @@ def run_on_cluster(
         with log_path.open("a", encoding="utf-8") as job_log:
             relay = _Relay(on_event, job_log, watcher)
             try:
+                # Ray's log tail can end while the job still runs (ray-project/ray#60665): it is
+                # followed again, from where it was, until the job is over.
                 asyncio.run(relay.follow(client, submission_id))
+                while str(client.get_job_status(submission_id)) not in TERMINAL:
+                    log.warning(
+                        "job %s: the log tail of %s ended early; following it again", job_id, submission_id
+                    )
+                    time.sleep(1.0)
+                    asyncio.run(relay.follow(client, submission_id))
                 returncode, lost = _ending(client, submission_id)
-                # Ray's log tail can end before the log does (ray-project/ray#46413, #48701): the
-                # whole log, read once the job is over, supplies the lines the tail missed.
+                # It can also end before the log does (ray-project/ray#46413, #48701): the whole
+                # log, read once the job is over, supplies the lines the tail missed.
                 try:
                     relay.catch_up(client.get_job_logs(submission_id))
                 except Exception:  # what the tail delivered stands
@@ -127,11 +135,18 @@ class _Relay:
         self.pending = ""  # the start of a line not yet ended
 
     async def follow(self, client: Any, submission_id: str) -> None:
+        """Relay the job's log as Ray's tail delivers it (from its first line: a second tail
+        relays only the lines past those the first one did)."""
+        seen, pending = 0, ""
         async for chunk in client.tail_job_logs(submission_id):
-            self.pending += chunk
-            *lines, self.pending = self.pending.split("\n")
+            pending += chunk
+            *lines, pending = pending.split("\n")
             for line in lines:
-                self.line(line)
+                seen += 1
+                if seen > self.relayed:
+                    self.line(line)
+        if seen >= self.relayed:
+            self.pending = pending
 
     def catch_up(self, whole_log: str) -> None:
         """Relay the lines of the finished job's whole log that the tail did not deliver."""
