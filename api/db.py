@@ -144,6 +144,7 @@ WRITES = "tunery_writes"
 SETTINGS = "tunery_settings"
 _HOLDS_WRITERS = "tunery_holds_writers"
 _AFTER_COMMIT = "tunery_after_commit"
+_ENDED = "tunery_ended"
 
 
 def after_commit(session: Session, action: Callable[[], None]) -> None:
@@ -217,9 +218,16 @@ def open_session(factory: sessionmaker[Session], *, writes: bool = True) -> Sess
     return factory() if writes else factory(bind=_reading(factory.kw["bind"]))
 
 
+def session_ended(session: Session) -> bool:
+    """Whether end_session already ended this unit of work (api/one_hop.py ends a request's in the
+    endpoint's own threadpool step)."""
+    return bool(session.info.get(_ENDED))
+
+
 def end_session(session: Session, *, failed: bool) -> None:
     """The end of a unit of work: commit (roll back when it failed, or when the commit does), close,
     then run what waited for the commit (after_commit), in order."""
+    session.info[_ENDED] = True
     try:
         if failed:
             session.rollback()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.auth.service import Caller, authenticate
 from api.config import Settings
-from api.db import end_session, open_session, session_scope
+from api.db import end_session, open_session, session_ended, session_scope
 from api.errors import RateLimited, ServerBusy
 
 
@@ -46,7 +46,8 @@ async def get_session(
     """One session per request: commit when the endpoint returns, roll back when it raises.
 
     Async, so that opening it (no I/O) takes no threadpool hop; its end (the commit, and what
-    waits for it) does blocking I/O and takes one. Under load each hop is a thread handoff that
+    waits for it) does blocking I/O and takes one, unless the endpoint's route already ended it in
+    the endpoint's own step (api/one_hop.py). Under load each hop is a thread handoff that
     on SQLite also prolongs the write lock a create holds until its commit.
     """
     reads_only = request.method == "GET"
@@ -56,9 +57,11 @@ async def get_session(
     try:
         yield session
     except BaseException:
-        await anyio.to_thread.run_sync(partial(end_session, session, failed=True))
+        if not session_ended(session):
+            await anyio.to_thread.run_sync(partial(end_session, session, failed=True))
         raise
-    await anyio.to_thread.run_sync(partial(end_session, session, failed=False))
+    if not session_ended(session):
+        await anyio.to_thread.run_sync(partial(end_session, session, failed=False))
 
 
 # Dependencies that only read app state are async: FastAPI runs a sync one on the threadpool, and

@@ -22,9 +22,10 @@ from api.db import end_reads
 from api.deps import CallerDep, SessionDep, SettingsDep
 from api.errors import NotFound
 from api.fine_tuning import artifacts, tar_download
+from api.one_hop import OneHopRoute
 from api.pagination import Page
 
-router = APIRouter(tags=["checkpoints"])
+router = APIRouter(tags=["checkpoints"], route_class=OneHopRoute)
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints", response_model=Page[FineTuningJobCheckpointObject])

@@ -23,6 +23,7 @@ from api.errors import InvalidRequest, NotFound
 from api.fine_tuning import artifacts
 from api.fine_tuning.status import ALLOWED
 from api.models.endpoints import ModelStoreDep
+from api.one_hop import OneHopRoute
 from api.tables import ApiKey
 from catalog.methods import METHOD_NAMES
 
@@ -30,7 +31,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(FILTERS)
 
-public = APIRouter(prefix="/dashboard", include_in_schema=False)
+public = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=OneHopRoute)
 
 
 def _signed_in(request: Request, session: SessionDep) -> ApiKey:
@@ -38,7 +39,7 @@ def _signed_in(request: Request, session: SessionDep) -> ApiKey:
 
 
 SignedIn = Annotated[ApiKey, Depends(_signed_in)]
-router = APIRouter(prefix="/dashboard", include_in_schema=False)
+router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=OneHopRoute)
 
 
 def _page(request: Request, name: str, **context: Any) -> HTMLResponse:

@@ -15,9 +15,10 @@ from api.files.endpoints import StorageDep
 from api.fine_tuning.methods import method_and_hyperparameters
 from api.fine_tuning.recipe_schema import RecipeIn
 from api.models.endpoints import ModelStoreDep
+from api.one_hop import OneHopRoute
 from catalog.recipes import Recipe
 
-router = APIRouter(prefix="/v1/fine_tuning/estimates", tags=["fine-tuning"])
+router = APIRouter(prefix="/v1/fine_tuning/estimates", tags=["fine-tuning"], route_class=OneHopRoute)
 
 
 @router.post("", response_model=EstimateObject)

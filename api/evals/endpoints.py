@@ -20,10 +20,11 @@ from api.evals.schemas import (
     eval_object,
 )
 from api.models.endpoints import ModelStoreDep
+from api.one_hop import OneHopRoute
 from api.pagination import Page
 from api.tables import Eval, EvalRun
 
-router = APIRouter(prefix="/v1/evals", tags=["evals"])
+router = APIRouter(prefix="/v1/evals", tags=["evals"], route_class=OneHopRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "An invalid field, named in `param`"},
     404: {"description": "No such eval, run, output item or model in this project"},

@@ -14,9 +14,10 @@ from api.files import service
 from api.files.schemas import FileDeleted, FileObject
 from api.files.storage import FileStorage
 from api.fine_tuning import tar_download
+from api.one_hop import OneHopRoute
 from api.pagination import Page
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], route_class=OneHopRoute)
 
 
 async def get_storage(request: Request) -> FileStorage:  # async: no threadpool hop

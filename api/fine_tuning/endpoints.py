@@ -15,9 +15,10 @@ from api.errors import InvalidRequest, NotFound
 from api.fine_tuning import artifacts, service, tar_download
 from api.fine_tuning.schemas import FineTuningJobEventObject, FineTuningJobObject, JobCreate
 from api.models.endpoints import ModelStoreDep
+from api.one_hop import OneHopRoute
 from api.pagination import Page
 
-router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], route_class=OneHopRoute)
 
 # The SDK sends metadata={"k": "v"} as the query parameter metadata[k]=v.
 METADATA_PARAM = re.compile(r"^metadata\[(.{1,64})\]$")

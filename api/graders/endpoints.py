@@ -10,9 +10,10 @@ from api.deps import CallerDep, SettingsDep
 from api.graders import service
 from api.graders.judge import BackendJudge
 from api.graders.schemas import GraderRunIn, GraderRunOut, GraderValidateIn, GraderValidateOut
+from api.one_hop import OneHopRoute
 from graders import grader_json
 
-router = APIRouter(prefix="/v1/fine_tuning/alpha/graders", tags=["graders"])
+router = APIRouter(prefix="/v1/fine_tuning/alpha/graders", tags=["graders"], route_class=OneHopRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "An invalid grader, its field named in `param`"}
 }

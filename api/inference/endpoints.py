@@ -14,9 +14,10 @@ from api.deps import CallerDep
 from api.inference import service
 from api.inference.routing import Backends, Route, route
 from api.inference.schemas import ChatCompletionRequest, ClassificationRequest, CompletionRequest
+from api.one_hop import OneHopRoute
 from api.request_models import Strict
 
-router = APIRouter(prefix="/v1", tags=["inference"])
+router = APIRouter(prefix="/v1", tags=["inference"], route_class=OneHopRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "An unsupported or invalid field, named in `param`"},
     404: {"description": "No such model, or not one this project may use (`model_not_found`)"},

@@ -14,8 +14,9 @@ from api.fine_tuning import artifacts, tar_download
 from api.models import downloads, service
 from api.models.schemas import ModelDeleted, ModelList, ModelObject
 from api.models.store import ModelStore
+from api.one_hop import OneHopRoute
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=OneHopRoute)
 
 
 async def get_model_store(request: Request) -> ModelStore:  # async: no threadpool hop

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import CallerDep, SessionDep, SettingsDep
+from api.one_hop import OneHopRoute
 from api.pagination import Page
 from api.webhooks import service
 from api.webhooks.schemas import (
@@ -14,7 +15,7 @@ from api.webhooks.schemas import (
     WebhookEndpointWithSecret,
 )
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=OneHopRoute)
 
 
 @router.post("", response_model=WebhookEndpointWithSecret)
