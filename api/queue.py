@@ -70,6 +70,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_ignore_result": True,
+        # Celery keeps its (here disabled) result backend per thread unless told it is thread-safe,
+        # and making one scans the installed packages' entry points: under load, a share of every
+        # job create went to that, on each new threadpool thread.
+        "result_backend_thread_safe": True,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
     }
@@ -131,4 +135,4 @@ def enqueue(
     RUN_JOB goes to the training queue of the job's `pool`."""
     app = _client((settings.broker_url, str(settings.data_path)))
     name = training_queue(pool) if task_name == RUN_JOB else QUEUE_OF_TASK[task_name]
-    app.send_task(task_name, args=[job_id, *more], queue=name, countdown=countdown)
+    app.send_task(task_name, args=[job_id, *more], queue=name, countdown=countdown, ignore_result=True)

@@ -1,6 +1,7 @@
 """A request takes few threadpool steps, and a create's write transaction ends in the step that
-began it, the endpoint's (api/one_hop.py): under load every step waits for a thread and for the event loop, and on
-SQLite a write lock held across such a wait holds up every writer of every process."""
+began it, the endpoint's (api/one_hop.py): under load every step waits for a thread and for the
+event loop, and on SQLite a write lock held across such a wait holds up every writer of every
+process."""
 
 from __future__ import annotations
 

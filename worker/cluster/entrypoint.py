@@ -2,8 +2,9 @@
 
 It runs a Ray Train `TorchTrainer` over recipe num_nodes x num_gpus workers, one rank each
 (rank.py), and prints rank 0's protocol lines, prefixed, as they arrive through the run's channel:
-the job's log is what the driver follows. Ranks the cluster cannot place within PLACEMENT_SECONDS
-fail the run saying what it asked for and what the cluster has (Ray itself would wait for ever).
+the job's log is what the driver follows. Ranks the cluster cannot place (reserve) within
+PLACEMENT_SECONDS fail the run saying what it asked for and what the cluster has (Ray itself
+would wait for ever).
 A run that fails (a rank's trainer, or a node lost from the cluster) ends with one `failed` line
 saying what each failed rank met (rank 0's own `failed` line held back and folded in), the cause
 first.
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> int:
     while True:
         alive = fit.is_alive()
         if not placed and alive:
-            placed = ray.get(channel.ranks_started.remote()) > 0
+            placed = ray.get(channel.ranks_started.remote()) > 0 or _placement_group_created()
             if not placed and time.monotonic() > place_by:
                 # Ray would wait for resources for ever (an autoscaler may bring them): we don't.
                 _say(Failed(code="training_error", message=_unplaceable(recipe, world, placement_seconds)))
@@ -79,6 +80,15 @@ def main(argv: list[str]) -> int:
         return 0
     _say(_failure(error, rank0_failed, world))
     return 1
+
+
+def _placement_group_created() -> bool:
+    """Whether the cluster reserved the run's ranks: the placement group Ray Train made for this job
+    exists. Ranks that start slowly then (a busy node importing torch) are not unplaceable."""
+    # A placement group's id ends with the id of the job that made it (Ray's PlacementGroupID).
+    job = ray.get_runtime_context().get_job_id()
+    table = ray.util.placement_group_table()
+    return any(pg_id.endswith(job) and pg.get("state") == "CREATED" for pg_id, pg in table.items())
 
 
 def _placement(recipe: Any) -> str:
