@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -51,8 +52,14 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1, help="more epochs give a GPU enough steps to time")
+    parser.add_argument("--arms", default=",".join(ARMS), help="the arms to run (comma-separated)")
+    parser.add_argument("--peak-tflops", type=float, help="the GPU's bf16 peak (default: datasheet)")
     parser.add_argument("--plain-child", nargs=2, metavar=("MODEL_DIR", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    arms = tuple(arm for arm in args.arms.split(",") if arm)
+    if not arms or set(arms) - set(ARMS):
+        parser.error(f"--arms takes some of {', '.join(ARMS)}")
     if args.plain_child:
         plain_script(Path(args.plain_child[0]), Path(args.plain_child[1]), args)
         return 0
@@ -65,14 +72,18 @@ def main() -> int:
         data = write_conversations(Path(scratch) / "train.jsonl", args.conversations)
         print(
             f"model {args.model_dir}; {args.conversations} conversations of chatterbot-corpus, max length "
-            f"{args.max_length}, batch {args.batch_size}, LoRA r{args.lora_r} all-linear, one epoch",
+            f"{args.max_length}, batch {args.batch_size}, LoRA r{args.lora_r} all-linear, "
+            f"{args.epochs} epoch(s)",
             flush=True,
         )
-        results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+        results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
         for round_index in range(args.rounds):
-            for arm in ARMS:
+            for arm in arms:
                 result = run_arm(arm, args, data, Path(scratch) / f"{arm}-{round_index}")
                 results[arm].append(result)
+                if round_index == 0:  # what the trainer chose (batch layout, LM head, kernels)
+                    for message in result["messages"]:
+                        print(f"    {arm}: {message}", flush=True)
                 print(
                     f"  round {round_index + 1} {arm:<6} {result['tokens_per_second']:7.1f} tokens/s  "
                     f"final loss {result['final_loss']:.4f}  mean loss {result['mean_loss']:.4f}  "
@@ -80,6 +91,7 @@ def main() -> int:
                     flush=True,
                 )
     print_summary(results)
+    print_mfu(results, args.model_dir, args.peak_tflops)
     return 0
 
 
@@ -131,12 +143,14 @@ def run_arm(arm: str, args: argparse.Namespace, data: Path, directory: Path) -> 
             str(args.batch_size),
             "--lora-r",
             str(args.lora_r),
+            "--epochs",
+            str(args.epochs),
         ]
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT
@@ -161,7 +175,7 @@ def tunery_spec(args: argparse.Namespace, data: Path, directory: Path) -> Path:
         base_model_dir=str(args.model_dir),
         training_file=str(data),
         output_dir=str(directory / "out"),
-        n_epochs=1,
+        n_epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=base_learning_rate("lora", "supervised"),
         seed=SEED,
@@ -185,17 +199,49 @@ def summarise(events: list[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
         "tokens_per_second": tokens / seconds,
         "final_loss": losses[-1],
         "mean_loss": statistics.fmean(losses),
+        "messages": [event["message"] for _, event in events if event["event"] == "message"],
     }
 
 
 def print_summary(results: dict[str, list[dict[str, Any]]]) -> None:
-    means = {arm: statistics.fmean(r["tokens_per_second"] for r in results[arm]) for arm in ARMS}
+    means = {arm: statistics.fmean(r["tokens_per_second"] for r in runs) for arm, runs in results.items()}
     print(f"{'arm':<8} {'tokens/s (mean)':>16} {'final loss':>11} {'mean loss':>10}")
-    for arm in ARMS:
+    for arm in results:
         final = statistics.fmean(r["final_loss"] for r in results[arm])
         mean = statistics.fmean(r["mean_loss"] for r in results[arm])
         print(f"{arm:<8} {means[arm]:>16.1f} {final:>11.4f} {mean:>10.4f}")
-    print(f"tunery / plain: {means['tunery'] / means['plain']:.2f}x")
+    if len(means) == len(ARMS):
+        print(f"tunery / plain: {means['tunery'] / means['plain']:.2f}x")
+
+
+# Dense bf16 peaks by the vendors' datasheets, TFLOP/s; a name not here needs --peak-tflops.
+DATASHEET_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0}
+
+
+def print_mfu(results: dict[str, list[dict[str, Any]]], model_dir: Path, peak_tflops: float | None) -> None:
+    """Model FLOPs utilisation on a GPU: about 4N FLOPs per non-padding token for LoRA (forward 2N,
+    backward through the frozen weights 2N, the adapters' own weight gradients negligible)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    name = torch.cuda.get_device_name()
+    if peak_tflops is None:
+        peak_tflops = next((peak for key, peak in DATASHEET_BF16_TFLOPS.items() if key in name), None)
+    if peak_tflops is None:
+        print(f"MFU: no datasheet peak for {name}; pass --peak-tflops")
+        return
+    from catalog.safetensors_headers import read_tensors
+
+    tensors = read_tensors(model_dir) or {}
+    parameters = sum(math.prod(tensor.shape) for tensor in tensors.values())
+    for arm, runs in results.items():
+        tokens_per_second = statistics.fmean(r["tokens_per_second"] for r in runs)
+        mfu = 4 * parameters * tokens_per_second / (peak_tflops * 1e12)
+        print(
+            f"MFU {arm:<7} {mfu:.2%} ({parameters / 1e6:.0f}M parameters, 4N FLOPs a token, "
+            f"{name} at {peak_tflops:.0f} TFLOP/s bf16)"
+        )
 
 
 def plain_script(model_dir: Path, data: Path, args: argparse.Namespace) -> None:
@@ -238,7 +284,9 @@ def plain_script(model_dir: Path, data: Path, args: argparse.Namespace) -> None:
             "labels": torch.tensor([r["labels"] + [-100] * p for r, p in zip(batch, pad, strict=True)]),
         }
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    # On a GPU a user loads bf16 weights (TRL's examples do); on the CPU fp32.
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     model = get_peft_model(
         model,
         LoraConfig(
@@ -265,7 +313,7 @@ def plain_script(model_dir: Path, data: Path, args: argparse.Namespace) -> None:
         model=model,
         args=TrainingArguments(
             output_dir=str(data.parent / "plain-out"),
-            num_train_epochs=1,
+            num_train_epochs=args.epochs,
             per_device_train_batch_size=args.batch_size,
             learning_rate=base_learning_rate("lora", "supervised"),
             logging_steps=1,
@@ -282,7 +330,7 @@ def plain_script(model_dir: Path, data: Path, args: argparse.Namespace) -> None:
         callbacks=[Progress()],
     )
     trainer.train()
-    say("completed", trained_tokens=sum(len(row["input_ids"]) for row in rows))
+    say("completed", trained_tokens=args.epochs * sum(len(row["input_ids"]) for row in rows))
 
 
 if __name__ == "__main__":
