@@ -32,6 +32,7 @@ from api.metrics.http import RequestMetrics
 from api.models.endpoints import router as models_router
 from api.models.store import ModelStore
 from api.nul_guard import NulGuard
+from api.one_hop import caller_failure, reads_caller_in_step
 from api.rate_limit import make_limiter
 from api.upload_limit import UploadLimit
 from api.webhooks.endpoints import router as webhooks_router
@@ -97,7 +98,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return await unexpected_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if reads_caller_in_step(request):  # its key was not looked up yet: a bad one is 401, first
+            refused = await anyio.to_thread.run_sync(caller_failure, request)
+            if refused is not None:
+                return await tunery_error(request, refused)
         # OpenAI answers bad parameters with 400 naming the field, not FastAPI's 422 list.
         param, message = describe_validation_error(exc.errors())
         return JSONResponse(error_body(message, type="invalid_request_error", param=param), status_code=400)

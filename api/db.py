@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from api.config import Settings
+from api.sqlite_writers import WriterQueue
 
 
 def make_engine(settings: Settings, *, serves_requests: bool = False) -> Engine:
@@ -47,10 +47,9 @@ def make_engine(settings: Settings, *, serves_requests: bool = False) -> Engine:
             # We issue BEGIN ourselves (below) instead of the driver's lazy deferred one.
             dbapi_connection.isolation_level = None
 
-        # This process's writers queue here, each woken the moment the one before is done, instead of
-        # all polling in SQLite's busy handler, which sleeps up to 100 ms between tries: under load
-        # the file's lock then sat free between writers, and throughput fell as writers were added.
-        writers = threading.Lock()
+        # Writers queue here (api/sqlite_writers.py), woken as soon as the one before is done,
+        # instead of polling in SQLite's busy handler, which sleeps up to 100 ms between tries.
+        writers = WriterQueue(engine.url.database)
 
         @event.listens_for(engine, "begin")
         def _begin(connection):  # type: ignore[no-untyped-def]
@@ -62,7 +61,7 @@ def make_engine(settings: Settings, *, serves_requests: bool = False) -> Engine:
                 connection.exec_driver_sql("BEGIN")
                 return
             if not writers.acquire(timeout=timeout):
-                locked = sqlite3.OperationalError("database is locked (by this process's other writers)")
+                locked = sqlite3.OperationalError("database is locked (by other writers)")
                 raise OperationalError("BEGIN IMMEDIATE", None, locked)
             connection.info[_HOLDS_WRITERS] = True
             try:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Header, Request
@@ -76,12 +77,25 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_caller(
+@dataclass(frozen=True)
+class CallerHeaders:
+    """What names the caller, read off the request without I/O; `read_caller` looks the key up."""
+
+    request: Request
+    authorization: str | None
+    openai_project: str | None
+
+
+async def caller_headers(
     request: Request,
     _slot: Annotated[None, Depends(database_slot, scope="function")],
     authorization: Annotated[str | None, Header()] = None,
     openai_project: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Caller:
+) -> CallerHeaders:
+    return CallerHeaders(request, authorization, openai_project)
+
+
+def read_caller(headers: CallerHeaders, shared: Session | None = None) -> Caller:
     """The calling key's project, read in a short read-only transaction of its own.
 
     Not in the request's session when it may write: that one begins at the endpoint's first query,
@@ -90,33 +104,53 @@ def get_caller(
     in it when it is already made (it is, when the endpoint names its session first), which saves a
     connection checkout, its ping and a transaction's round trips on every read.
     """
+    if shared is not None:  # a GET's own session, still open
+        return authenticate(shared, headers.authorization, headers.openai_project)
+    with session_scope(headers.request.app.state.sessionmaker, writes=False) as session:
+        return authenticate(session, headers.authorization, headers.openai_project)
+
+
+def get_caller(headers: Annotated[CallerHeaders, Depends(caller_headers)]) -> Caller:
+    """The caller as a dependency of its own (a threadpool step). Routes of api/one_hop.py read it in
+    their endpoint's step instead."""
+    request = headers.request
     shared = getattr(request.state, "read_session", None) if request.method == "GET" else None
-    if shared is not None:
-        return authenticate(shared, authorization, openai_project)
-    with session_scope(request.app.state.sessionmaker, writes=False) as session:
-        return authenticate(session, authorization, openai_project)
+    return read_caller(headers, shared)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def _rate_limit(kind: str, setting: str):  # type: ignore[no-untyped-def]
-    async def check(request: Request, caller: CallerDep) -> None:
-        limit = getattr(request.app.state.settings, setting)
+@dataclass(frozen=True)
+class RateLimit:
+    """A per-key limit on one kind of request, `setting` requests a minute (0: off)."""
+
+    kind: str
+    setting: str
+
+    def enforce(self, request: Request, caller: Caller) -> None:
+        """Count this request against the caller's key; blocking (Redis, or a SQLite file)."""
+        limit = getattr(request.app.state.settings, self.setting)
         if not limit:
             return
-        # The counter is a blocking call (Redis, or a SQLite file): off the event loop.
-        hit = request.app.state.rate_limiter.hit
-        retry_after = await anyio.to_thread.run_sync(hit, f"{kind}:{caller.key_id}", limit)
+        retry_after = request.app.state.rate_limiter.hit(f"{self.kind}:{caller.key_id}", limit)
         if retry_after is not None:
             raise RateLimited(
-                f"Too many {kind} with this API key: at most {limit} a minute "
-                f"(TUNERY_{setting.upper()}). Try again in {retry_after} s.",
+                f"Too many {self.kind} with this API key: at most {limit} a minute "
+                f"(TUNERY_{self.setting.upper()}). Try again in {retry_after} s.",
                 retry_after=retry_after,
             )
 
-    return Depends(check)
+    def dependency(self) -> Any:
+        """As a route dependency; api/one_hop.py takes it out and enforces it in the endpoint's step."""
+
+        async def check(request: Request, caller: CallerDep) -> None:
+            if getattr(request.app.state.settings, self.setting):
+                await anyio.to_thread.run_sync(self.enforce, request, caller)
+
+        check.rate_limit = self  # type: ignore[attr-defined]
+        return Depends(check)
 
 
-JobCreationLimit = _rate_limit("job creations", "rate_limit_jobs_per_minute")
-UploadRateLimit = _rate_limit("uploads", "rate_limit_uploads_per_minute")
+JobCreationLimit = RateLimit("job creations", "rate_limit_jobs_per_minute").dependency()
+UploadRateLimit = RateLimit("uploads", "rate_limit_uploads_per_minute").dependency()
