@@ -121,8 +121,7 @@ def _call_and_end(
     try:
         if caller is not None:
             headers: CallerHeaders = values.pop(HEADERS_PARAMETER)
-            reads = headers.request.method == "GET"  # its session only reads: the key is read in it
-            values[caller] = read_caller(headers, sessions[0] if reads and sessions else None)
+            values[caller] = read_caller(headers, _session_for_the_key(headers, sessions))
             for limit in limits:
                 limit.enforce(headers.request, values[caller])
         result = endpoint(**values)
@@ -133,6 +132,17 @@ def _call_and_end(
     for session in sessions:
         end_session(session, failed=False)  # get_session sees it ended, and takes no step of its own
     return result
+
+
+def _session_for_the_key(headers: CallerHeaders, sessions: list[Session]) -> Session | None:
+    """The request's own session, where reading the key in it costs nothing: a GET's only reads, and
+    on PostgreSQL a write's transaction may begin with a read. On SQLite a write's first statement
+    takes the file's write lock (BEGIN IMMEDIATE), so its key is read in a session of its own."""
+    if not sessions:
+        return None
+    if headers.request.method == "GET" or sessions[0].get_bind().dialect.name != "sqlite":
+        return sessions[0]
+    return None
 
 
 def caller_failure(request: Any) -> AuthenticationFailed | None:

@@ -56,3 +56,26 @@ def test_a_create_writes_in_few_statements(client: TestClient, training_file: st
         f"Created fine-tuning job: {job['id']}",
         f"Validating training file: {training_file}",
     ]
+
+
+def test_on_postgres_a_create_reads_its_key_in_its_own_transaction(
+    client: TestClient, training_file: str, backend: str
+) -> None:
+    """One connection from the pool, one ping, one transaction: the key's read comes first in the
+    create's transaction. On SQLite that transaction holds the write lock, so the key is read apart."""
+    from sqlalchemy.pool import Pool
+
+    checkouts: list[object] = []
+
+    def checked_out(_dbapi, _record, _proxy):  # type: ignore[no-untyped-def]
+        checkouts.append(_record)
+
+    body = {"model": TINY_MODEL, "training_file": training_file}
+    assert client.post("/v1/fine_tuning/jobs", json=body).status_code == 200  # warm
+    event.listen(Pool, "checkout", checked_out)
+    try:
+        assert client.post("/v1/fine_tuning/jobs", json=body).status_code == 200
+    finally:
+        event.remove(Pool, "checkout", checked_out)
+    # SQLite: the key's read, the checks' read (api.db.reads_before_writing), the write.
+    assert len(checkouts) == {"postgres": 1, "sqlite": 3}[backend], checkouts
