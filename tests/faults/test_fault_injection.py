@@ -25,10 +25,13 @@ import httpx
 import pytest
 import redis
 from openai import OpenAI
+from sqlalchemy import select
 
 from api import queue
 from api.config import Settings
+from api.db import make_engine
 from api.models.store import ModelStore
+from api.tables import FineTuningJob
 from tests.api.test_jobs import queued_job_ids
 from tests.conftest import TINY_MODEL
 from tests.support import waiting
@@ -114,6 +117,18 @@ def assert_finished_like_a_clean_run(client: OpenAI, job_id: str, steps: int = S
     assert sum(m.startswith("New fine-tuned model created") for m in messages(client, job_id)) == 1
 
 
+def stored_resume_step(cluster: Cluster, job_id: str) -> int:
+    """The step of the checkpoint the job would resume from now (0: none yet), as the worker recorded
+    it once the checkpoint was stored."""
+    engine = make_engine(cluster.settings)
+    try:
+        with engine.connect() as connection:
+            step = connection.scalar(select(FineTuningJob.resume_step).where(FineTuningJob.id == job_id))
+    finally:
+        engine.dispose()
+    return int(step or 0)
+
+
 def kill_worker_then_resume_on_another(
     cluster: Cluster,
     client: OpenAI,
@@ -122,10 +137,17 @@ def kill_worker_then_resume_on_another(
     ranks: int | None = None,
     next_worker_env: dict[str, str] | None = None,
 ) -> int:
-    """SIGKILL the worker and its trainer processes (`ranks` of them, when given) at step 12, start a
-    fresh worker (with `next_worker_env` over the cluster's), wait for the job to succeed there, and
-    return the step it resumed from."""
-    wait(lambda: last_step(client, job_id) >= 12, "step 12", cluster)
+    """SIGKILL the worker and its trainer processes (`ranks` of them, when given) past step 12, once
+    the checkpoint of step 10 is stored; start a fresh worker (with `next_worker_env` over the
+    cluster's), wait for the job to succeed there, and return the step it resumed from.
+
+    Past step 12 alone is not enough: a trainer with a core to itself can reach it while the worker
+    is still storing the checkpoint of step 5 in the bucket, and the job then rightly starts over."""
+    wait(
+        lambda: last_step(client, job_id) >= 12 and stored_resume_step(cluster, job_id) >= 10,
+        "step 12 with the checkpoint of step 10 stored",
+        cluster,
+    )
     trainers = trainer_pids(job_id)
     assert trainers, "no trainer process found"
     assert ranks is None or len(trainers) == ranks, trainers

@@ -80,16 +80,38 @@ def upload_resumable(rt: Runtime, job_id: str, event: Resumable | Stopped) -> bo
     """On S3, put the trainer's resumable checkpoint in the bucket before the row names it, so a job
     whose worker is lost resumes on another (worker/jobs/stage.py downloads it). False if that failed
     (the trainer rotated it away meanwhile, the bucket refused): the row keeps its older one."""
-    store = store_of(rt.settings)
     path = event.path if isinstance(event, Resumable) else event.resume_from
-    if not store.remote or path is None:
+    if path is None:
+        return True
+    # A trainer that runs ahead of this worker rotates a checkpoint away (it keeps the newest two)
+    # before its line is read here. Naming it would send the job back to the start when it resumes.
+    if not _complete(Path(path)):
+        log.warning(
+            "job %s: the checkpoint at %s was gone before it was stored; keeping the previous one",
+            job_id,
+            path,
+        )
+        return False
+    store = store_of(rt.settings)
+    if not store.remote:
         return True
     try:
         put_directory(store, artifacts.key_of(rt.settings, Path(path).resolve()), Path(path))
     except STORE_ERRORS:
         log.warning("job %s: uploading the checkpoint at %s failed; keeping the previous one", job_id, path)
         return False
+    if not _complete(Path(path)):  # rotated away during the upload: some of its files may be missing
+        log.warning(
+            "job %s: the checkpoint at %s went while it was stored; keeping the previous one", job_id, path
+        )
+        return False
     return True
+
+
+def _complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last but one (our run state follows it) and removes the
+    whole directory when it rotates it away."""
+    return (checkpoint / "trainer_state.json").is_file()
 
 
 def remove_replaced(rt: Runtime, job_id: str, old: list[str]) -> None:

@@ -1,0 +1,70 @@
+"""A resumable checkpoint is named as the job's resume point only once it is whole where the next
+worker will look: on the worker's disk, and on S3 in the bucket. A trainer that runs ahead of its
+worker rotates checkpoints away before their lines are read; naming one of those would send the job
+back to the start when it resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from api.config import Settings
+from api.fine_tuning import artifacts
+from tests.support.storage import both_storages as storage  # noqa: F401 (a fixture)
+from tests.support.storage import storage_settings, stored_objects
+from worker.jobs.progress import upload_resumable
+from worker.training.progress import Resumable
+
+
+def runtime(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> SimpleNamespace:
+    return SimpleNamespace(
+        settings=Settings(data_dir=tmp_path / "data", **storage_settings(backend, request))
+    )
+
+
+def checkpoint(settings: Settings, step: int, *, whole: bool = True) -> Path:
+    directory = settings.data_path / "jobs" / "ftjob-1" / "output" / "trainer" / f"checkpoint-{step}"
+    directory.mkdir(parents=True)
+    (directory / "adapter_model.safetensors").write_bytes(b"weights")
+    if whole:
+        (directory / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
+    return directory
+
+
+def test_a_whole_checkpoint_is_stored_and_named(
+    tmp_path: Path,
+    storage: str,  # noqa: F811 (the fixture: local and s3)
+    request: pytest.FixtureRequest,
+) -> None:
+    rt = runtime(tmp_path, storage, request)
+    directory = checkpoint(rt.settings, 10)
+    assert upload_resumable(rt, "ftjob-1", Resumable(step=10, path=str(directory))) is True
+    if storage == "s3":
+        key = artifacts.key_of(rt.settings, directory.resolve())
+        assert {f"{key}/trainer_state.json", f"{key}/adapter_model.safetensors"} <= set(
+            stored_objects(rt.settings)
+        )
+
+
+def test_a_checkpoint_rotated_away_before_its_line_was_read_is_not_named(
+    tmp_path: Path,
+    storage: str,  # noqa: F811 (the fixture: local and s3)
+    request: pytest.FixtureRequest,
+) -> None:
+    rt = runtime(tmp_path, storage, request)
+    gone = rt.settings.data_path / "jobs" / "ftjob-1" / "output" / "trainer" / "checkpoint-25"
+    assert upload_resumable(rt, "ftjob-1", Resumable(step=25, path=str(gone))) is False
+    if storage == "s3":
+        assert stored_objects(rt.settings, "jobs/") == []  # nothing was uploaded for it either
+
+
+def test_a_checkpoint_without_its_trainer_state_is_not_named(
+    tmp_path: Path,
+    storage: str,  # noqa: F811 (the fixture: local and s3)
+    request: pytest.FixtureRequest,
+) -> None:
+    rt = runtime(tmp_path, storage, request)
+    partial = checkpoint(rt.settings, 15, whole=False)
+    assert upload_resumable(rt, "ftjob-1", Resumable(step=15, path=str(partial))) is False
