@@ -5,6 +5,7 @@ back to the start when it resumes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ from api.config import Settings
 from api.fine_tuning import artifacts
 from tests.support.storage import both_storages as storage  # noqa: F401 (a fixture)
 from tests.support.storage import storage_settings, stored_objects
-from worker.jobs.progress import upload_resumable
+from worker.jobs.progress import record, remove_local, remove_replaced, upload_resumable
 from worker.training.progress import Resumable
 
 
@@ -68,3 +69,38 @@ def test_a_checkpoint_without_its_trainer_state_is_not_named(
     rt = runtime(tmp_path, storage, request)
     partial = checkpoint(rt.settings, 15, whole=False)
     assert upload_resumable(rt, "ftjob-1", Resumable(step=15, path=str(partial))) is False
+
+
+def work_directory(settings: Settings, worker_removes: bool) -> Path:
+    directory = settings.data_path / "jobs" / "ftjob-1"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "spec.json").write_text(json.dumps({"worker_removes_checkpoints": worker_removes}))
+    return directory
+
+
+@pytest.mark.parametrize("worker_removes", [True, False])
+def test_a_checkpoint_that_cannot_be_named_is_removed_where_the_worker_tends_them(
+    tmp_path: Path, worker_removes: bool, request: pytest.FixtureRequest
+) -> None:
+    """Where the trainer leaves its checkpoints to the worker (a run on this machine), one the worker
+    will never name is removed at once; on a Ray cluster the trainer keeps its newest two itself."""
+    rt = runtime(tmp_path, "local", request)
+    work_directory(rt.settings, worker_removes)
+    partial = checkpoint(rt.settings, 15, whole=False)
+    record(rt, "ftjob-1", Resumable(step=15, path=str(partial)), started=0)
+    assert partial.exists() is not worker_removes
+
+
+@pytest.mark.parametrize("worker_removes", [True, False])
+def test_replaced_checkpoints_are_removed_where_the_worker_tends_them(
+    tmp_path: Path, worker_removes: bool, request: pytest.FixtureRequest
+) -> None:
+    rt = runtime(tmp_path, "local", request)
+    directory = work_directory(rt.settings, worker_removes)
+    old, newer = checkpoint(rt.settings, 5), checkpoint(rt.settings, 10)
+    outside = tmp_path / "elsewhere" / "checkpoint-5"
+    outside.mkdir(parents=True)
+    remove_replaced(rt, "ftjob-1", [str(old.relative_to(directory))])
+    remove_local(rt, "ftjob-1", [str(outside), str(directory)])
+    assert old.exists() is not worker_removes
+    assert newer.is_dir() and outside.is_dir() and directory.is_dir()  # never more than it names

@@ -7,8 +7,10 @@ files: a checkpoint's directory is moved into place before its row is written.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,7 +35,11 @@ def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, start
         store_checkpoint(rt, job_id, event)  # its files first, then its own short transaction
         return
     if isinstance(event, Resumable | Stopped) and not upload_resumable(rt, job_id, event):
-        return  # not in the bucket: the job keeps the resume point it had
+        # Not whole, or not in the bucket: the job keeps the resume point it had, and this one is
+        # of no use.
+        unnamed = event.path if isinstance(event, Resumable) else event.resume_from
+        remove_local(rt, job_id, [unnamed] if unnamed else [])
+        return
     replaced: list[str] = []
     with session_scope(rt.sessions) as session:
         job = repository.get_for_update(session, job_id)
@@ -115,8 +121,28 @@ def _complete(checkpoint: Path) -> bool:
 
 
 def remove_replaced(rt: Runtime, job_id: str, old: list[str]) -> None:
-    """After the commit: the objects of resume points no row names any more."""
+    """After the commit: the objects and directories of resume points no row names any more."""
     store = store_of(rt.settings)
     if store.remote:
         for relative in old:
             store.delete_prefix(artifacts.key_of(rt.settings, workdir(rt, job_id) / relative))
+    remove_local(rt, job_id, [str(workdir(rt, job_id) / relative) for relative in old])
+
+
+def remove_local(rt: Runtime, job_id: str, paths: list[str]) -> None:
+    """Remove resumable checkpoints from the job's work directory, where the trainer leaves them to
+    the worker (its spec's `worker_removes_checkpoints`); elsewhere the trainer keeps its newest two."""
+    directory = workdir(rt, job_id)
+    if not paths or not _worker_removes_checkpoints(directory):
+        return
+    for path in paths:
+        checkpoint = Path(path).resolve()
+        if checkpoint.is_relative_to(directory.resolve()) and checkpoint != directory.resolve():
+            shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _worker_removes_checkpoints(directory: Path) -> bool:
+    try:
+        return bool(json.loads((directory / "spec.json").read_text()).get("worker_removes_checkpoints"))
+    except (OSError, ValueError):
+        return False

@@ -126,6 +126,7 @@ def _read(rt: Runtime, job_id: str) -> _Inputs:
         checkpoint_every_steps=rt.settings.checkpoint_every_steps,
         checkpoint_every_minutes=rt.settings.checkpoint_every_minutes,
         resume_from=str(resume_from) if resume_from else None,
+        worker_removes_checkpoints=recipe_spec.num_nodes <= 1,  # worker/jobs/progress.py
         **_reinforcement(rt, hp, method, judges),
     )
     return _Inputs(spec, keys, fresh=resume_from is None)

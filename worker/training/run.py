@@ -191,7 +191,7 @@ def _trainer_arguments(
         eval_strategy="epoch" if has_validation else "no",
         # Each epoch end saves a resumable checkpoint; CheckpointCallback adds the ones between.
         save_strategy="epoch",
-        save_total_limit=2,
+        save_total_limit=None if spec.worker_removes_checkpoints else 2,
         report_to=[],
         disable_tqdm=True,
         # Decided by checkpointing.py: only where memory needs it.

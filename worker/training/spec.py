@@ -48,6 +48,11 @@ class TrainingSpec:
     # A resumable checkpoint directory from an earlier run of this same spec (a `stopped` or
     # `resumable` event's path).
     resume_from: str | None = None
+    # True: the trainer removes none of its resumable checkpoints; the worker removes each once it
+    # has named a newer one (or could not store it). The worker reads each from the disk (and on S3
+    # uploads it) after the trainer reported it, and a trainer running ahead of it rotated them away
+    # first. False (a run on a Ray cluster, whose disks the worker does not tend): the newest two.
+    worker_removes_checkpoints: bool = False
     # Trained on from an earlier fine-tune (api/fine_tuning/start_from.py's record plus `directory`):
     # a "peft" one's adapter is loaded and trained on; a "model" one is base_model_dir itself.
     start_from: dict[str, Any] | None = None
