@@ -34,9 +34,13 @@ typecheck: $(STAMP)
 # TEST_JOBS pytest processes side by side (pytest-xdist), a test file each at a time: most of the
 # suite waits on child processes (API, worker, trainer), so two on two cores nearly halve its time.
 TEST_JOBS ?= 2
+# One OpenMP thread for each of those processes and their children (trainers, workers): torch's
+# default of one per core oversubscribed the cores, and its spinning threads made the training
+# tests twice as slow (tests/training/test_recipes.py + test_methods.py: 50 s, 23 s with one).
+TEST_THREADS ?= 1
 # Tests marked `alone` time sub-second stalls: they run afterwards, one at a time.
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile -m "not alone" --durations=25
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/pytest -n $(TEST_JOBS) --dist loadfile -m "not alone" --durations=25
 	$(BIN)/pytest -m alone --durations=5
 
 # The inner loop, well under two minutes: unit and API tests on the embedded backend (SQLite and
