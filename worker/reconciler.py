@@ -103,9 +103,10 @@ def _sweep_finished_workdirs(rt: Runtime) -> list[str]:
     if not names:
         return []
     with session_scope(rt.sessions, writes=False) as session:
-        statuses = repository.statuses_of(session, names)
-    # A directory of a job not (yet) in the database is left alone: it may be one being created.
-    finished = [name for name in names if statuses.get(name) in TERMINAL]
+        released = repository.ended_and_released(session, names, TERMINAL, clock.now())
+    # A directory of a job not (yet) in the database is left alone: it may be one being created. So
+    # is one whose worker still holds the job (a cancelled run, its trainer still stopping).
+    finished = [name for name in names if name in released]
     for name in finished:
         shutil.rmtree(root / name, ignore_errors=True)
     return finished

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Select, insert, or_, select
@@ -62,6 +63,19 @@ def statuses_of(session: Session, job_ids: list[str]) -> dict[str, str]:
         select(FineTuningJob.id, FineTuningJob.status).where(FineTuningJob.id.in_(job_ids))
     )
     return {job_id: status for job_id, status in rows}
+
+
+def ended_and_released(session: Session, job_ids: list[str], ended: Collection[str], now: int) -> set[str]:
+    """Those of `job_ids` in an `ended` status that no worker holds any more: a cancelled job is
+    ended at once, while its worker still stops its trainer in the job's directory under its lease."""
+    rows = session.execute(
+        select(FineTuningJob.id).where(
+            FineTuningJob.id.in_(job_ids),
+            FineTuningJob.status.in_(ended),
+            or_(FineTuningJob.lease_expires_at.is_(None), FineTuningJob.lease_expires_at <= now),
+        )
+    )
+    return {job_id for (job_id,) in rows}
 
 
 def with_live_models(session: Session, job_ids: list[str]) -> set[str]:

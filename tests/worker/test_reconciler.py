@@ -144,3 +144,20 @@ def test_every_enqueue_is_recorded_on_the_row(
     age(runtime, job_id)
     client.post(f"/v1/fine_tuning/jobs/{job_id}/resume")
     assert just_enqueued()  # by the API's resume, for training again
+
+
+def test_a_cancelled_job_keeps_its_directory_while_its_worker_still_holds_it(
+    client: TestClient, runtime: Runtime, training_file: str, settings: Settings
+) -> None:
+    """Cancel ends the job at once; its worker then stops the trainer, in the job's directory, under
+    its lease. Sweeping the directory meanwhile took the trainer's log from under the worker."""
+    job_id = create_job(client, training_file)
+    validate_job(runtime, job_id)
+    age(runtime, job_id, status="running", lease_owner="alive:1:z", lease_expires_at=clock.now() + 60)
+    client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel")
+    (settings.jobs_path / job_id / "output").mkdir(parents=True)
+    assert job_id not in reconcile(runtime)["swept"]
+    assert (settings.jobs_path / job_id).is_dir()
+    age(runtime, job_id, lease_owner=None, lease_expires_at=None)  # the worker let go
+    assert reconcile(runtime)["swept"] == [job_id]
+    assert not (settings.jobs_path / job_id).exists()
