@@ -5,7 +5,6 @@ back to the start when it resumes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,12 +16,22 @@ from tests.support.storage import both_storages as storage  # noqa: F401 (a fixt
 from tests.support.storage import storage_settings, stored_objects
 from worker.jobs.progress import record, remove_local, remove_replaced, upload_resumable
 from worker.training.progress import Resumable
+from worker.training.spec import TrainingSpec
 
 
 def runtime(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> SimpleNamespace:
     return SimpleNamespace(
         settings=Settings(data_dir=tmp_path / "data", **storage_settings(backend, request))
     )
+
+
+@pytest.fixture
+def rt(
+    tmp_path: Path,
+    storage: str,  # noqa: F811 (the fixture: local and s3)
+    request: pytest.FixtureRequest,
+) -> SimpleNamespace:
+    return runtime(tmp_path, storage, request)
 
 
 def checkpoint(settings: Settings, step: int, *, whole: bool = True) -> Path:
@@ -35,11 +44,9 @@ def checkpoint(settings: Settings, step: int, *, whole: bool = True) -> Path:
 
 
 def test_a_whole_checkpoint_is_stored_and_named(
-    tmp_path: Path,
+    rt: SimpleNamespace,
     storage: str,  # noqa: F811 (the fixture: local and s3)
-    request: pytest.FixtureRequest,
 ) -> None:
-    rt = runtime(tmp_path, storage, request)
     directory = checkpoint(rt.settings, 10)
     assert upload_resumable(rt, "ftjob-1", Resumable(step=10, path=str(directory))) is True
     if storage == "s3":
@@ -50,11 +57,9 @@ def test_a_whole_checkpoint_is_stored_and_named(
 
 
 def test_a_checkpoint_rotated_away_before_its_line_was_read_is_not_named(
-    tmp_path: Path,
+    rt: SimpleNamespace,
     storage: str,  # noqa: F811 (the fixture: local and s3)
-    request: pytest.FixtureRequest,
 ) -> None:
-    rt = runtime(tmp_path, storage, request)
     gone = rt.settings.data_path / "jobs" / "ftjob-1" / "output" / "trainer" / "checkpoint-25"
     assert upload_resumable(rt, "ftjob-1", Resumable(step=25, path=str(gone))) is False
     if storage == "s3":
@@ -62,11 +67,8 @@ def test_a_checkpoint_rotated_away_before_its_line_was_read_is_not_named(
 
 
 def test_a_checkpoint_without_its_trainer_state_is_not_named(
-    tmp_path: Path,
-    storage: str,  # noqa: F811 (the fixture: local and s3)
-    request: pytest.FixtureRequest,
+    rt: SimpleNamespace,
 ) -> None:
-    rt = runtime(tmp_path, storage, request)
     partial = checkpoint(rt.settings, 15, whole=False)
     assert upload_resumable(rt, "ftjob-1", Resumable(step=15, path=str(partial))) is False
 
@@ -74,7 +76,18 @@ def test_a_checkpoint_without_its_trainer_state_is_not_named(
 def work_directory(settings: Settings, worker_removes: bool) -> Path:
     directory = settings.data_path / "jobs" / "ftjob-1"
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "spec.json").write_text(json.dumps({"worker_removes_checkpoints": worker_removes}))
+    spec = TrainingSpec(
+        job_id="ftjob-1",
+        base_model_dir=str(settings.models_path),
+        training_file=str(directory / "train.jsonl"),
+        output_dir=str(directory / "output"),
+        n_epochs=1,
+        batch_size=1,
+        learning_rate=1e-4,
+        seed=0,
+        worker_removes_checkpoints=worker_removes,
+    )
+    spec.write(directory / "spec.json")
     return directory
 
 

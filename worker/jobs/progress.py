@@ -7,7 +7,6 @@ files: a checkpoint's directory is moved into place before its row is written.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ from worker.jobs.stage import workdir
 from worker.runtime import Runtime
 from worker.supervisor import UnreadableLine
 from worker.training.progress import Checkpoint, Message, Metrics, Resumable, Started, Stopped, TrainerEvent
+from worker.training.spec import TrainingSpec
 
 log = logging.getLogger("tunery.worker")
 
@@ -37,7 +37,7 @@ def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, start
     if isinstance(event, Resumable | Stopped) and not upload_resumable(rt, job_id, event):
         # Not whole, or not in the bucket: the job keeps the resume point it had, and this one is
         # of no use.
-        unnamed = event.path if isinstance(event, Resumable) else event.resume_from
+        unnamed = resume_point(event)
         remove_local(rt, job_id, [unnamed] if unnamed else [])
         return
     replaced: list[str] = []
@@ -62,7 +62,7 @@ def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, start
                 data=asdict(event),
             )
         elif isinstance(event, Resumable | Stopped):
-            path = event.path if isinstance(event, Resumable) else event.resume_from
+            path = resume_point(event)
             if path is not None:
                 resume_from = os.path.relpath(path, workdir(rt, job_id))
                 if job.resume_from and job.resume_from != resume_from:
@@ -82,11 +82,16 @@ def record(rt: Runtime, job_id: str, event: TrainerEvent | UnreadableLine, start
     remove_replaced(rt, job_id, replaced)
 
 
+def resume_point(event: Resumable | Stopped) -> str | None:
+    """The resumable checkpoint a `resumable` or `stopped` line names (a stop may name none)."""
+    return event.path if isinstance(event, Resumable) else event.resume_from
+
+
 def upload_resumable(rt: Runtime, job_id: str, event: Resumable | Stopped) -> bool:
     """On S3, put the trainer's resumable checkpoint in the bucket before the row names it, so a job
     whose worker is lost resumes on another (worker/jobs/stage.py downloads it). False if that failed
     (the trainer rotated it away meanwhile, the bucket refused): the row keeps its older one."""
-    path = event.path if isinstance(event, Resumable) else event.resume_from
+    path = resume_point(event)
     if path is None:
         return True
     # A trainer that runs ahead of this worker rotates a checkpoint away (it keeps the newest two)
@@ -142,7 +147,8 @@ def remove_local(rt: Runtime, job_id: str, paths: list[str]) -> None:
 
 
 def _worker_removes_checkpoints(directory: Path) -> bool:
+    """What the spec the worker wrote for this run (worker/jobs/stage.py) told its trainer."""
     try:
-        return bool(json.loads((directory / "spec.json").read_text()).get("worker_removes_checkpoints"))
+        return TrainingSpec.read(directory / "spec.json").worker_removes_checkpoints
     except (OSError, ValueError):
         return False
