@@ -54,7 +54,7 @@ CMD ["tunery", "api"]
 
 FROM base AS worker
 # torch gets its own layer before pyproject.toml is copied: the largest download stays cached
-# when other dependencies change. tests/test_deploy_files.py keeps this pin equal to pyproject's.
+# when other dependencies change. tests/deploy/test_dockerfile.py keeps this pin equal to pyproject's.
 ARG TORCH_VERSION=2.13.0
 # PyPI's Linux x86_64 torch 2.13.0 is a CUDA 13 build (it needs an NVIDIA driver of the 580
 # series or newer, and runs on CPU too). To pick another build, name its index:

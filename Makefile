@@ -46,7 +46,7 @@ pytest: $(STAMP)
 # The inner loop, well under two minutes: unit and API tests on the embedded backend (SQLite and
 # the filesystem broker), without the fuzzer and the tests that start live processes.
 test-fast: $(STAMP)
-	TUNERY_TEST_BACKENDS=sqlite $(BIN)/pytest -q -m "not slow" tests/unit tests/api tests/test_deploy_files.py
+	TUNERY_TEST_BACKENDS=sqlite $(BIN)/pytest -q -m "not slow" tests/unit tests/api tests/deploy/test_compose_file.py tests/deploy/test_dockerfile.py
 
 # The API fuzzer at length: many more generated requests per operation than `make test` runs.
 fuzz: $(STAMP)

@@ -1,4 +1,4 @@
-"""The house rule that keeps modules readable: no source module over 400 lines."""
+"""The house rule that keeps modules readable: no module over 400 lines, the tests' own included."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 400
 
 
-def test_no_source_module_is_over_400_lines() -> None:
-    packages = ("api", "worker", "catalog", "graders", "bench", "migrations")
+def test_no_module_is_over_400_lines() -> None:
+    packages = ("api", "worker", "catalog", "graders", "bench", "migrations", "tests")
     sizes = {
         str(path.relative_to(ROOT)): len(path.read_text().splitlines())
         for package in packages

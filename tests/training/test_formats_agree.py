@@ -32,7 +32,7 @@ from catalog.formats import (
     PromptCompletionExample,
     read_example,
 )
-from tests.unit.test_validation import BREAKAGES, EXAMPLES_BY_FORMAT
+from tests.unit.test_validation_properties import BREAKAGES, EXAMPLES_BY_FORMAT
 from worker.training.data import DatasetError, load_examples, read_examples
 from worker.training.methods.classification import read_labelled_text
 from worker.training.methods.dpo import read_preferences

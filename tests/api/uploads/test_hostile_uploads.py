@@ -5,98 +5,29 @@ limits, so the suite stays fast."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import io
 import json
-import random
 import time
 import tracemalloc
-import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from api.config import Settings
 from api.files.validation import check_lines, read_lines
 from api.tables import File
+from tests.api.uploads.hostile import (
+    BOUNDARY,
+    MAX_LINE_BYTES,
+    MAX_LINES,
+    MAX_UPLOAD_BYTES,
+    Server,
+    error_of,
+    example_of_length,
+    multipart,
+    part,
+)
 from tests.support.tiny_model import jsonl, toy_chat_examples
-
-MAX_UPLOAD_BYTES = 256 * 1024
-MAX_LINE_BYTES = 2048
-MAX_LINES = 50
-BOUNDARY = "hostile-boundary"
-
-
-@dataclass
-class Server:
-    client: TestClient
-    app: FastAPI
-    settings: Settings
-    key: str
-
-    def upload(self, content: bytes, name: str = "train.jsonl", purpose: str = "fine-tune") -> Any:
-        return self.client.post("/v1/files", files={"file": (name, content)}, data={"purpose": purpose})
-
-    def post_raw(self, body: bytes, content_type: str = f"multipart/form-data; boundary={BOUNDARY}") -> Any:
-        return self.client.post("/v1/files", content=body, headers={"Content-Type": content_type})
-
-    def assert_nothing_stored(self) -> None:
-        with self.app.state.sessionmaker() as session:
-            assert session.scalar(select(func.count()).select_from(File)) == 0
-        root = self.settings.files_path
-        assert not root.exists() or [p for p in root.rglob("*") if p.is_file()] == []
-        staging = root / ".staging"  # FileStorage's
-        assert not staging.exists() or list(staging.iterdir()) == []
-
-
-@pytest.fixture
-def server(settings: Settings, api_key_for) -> Iterator[Server]:  # type: ignore[no-untyped-def]
-    limited = settings.model_copy(
-        update={
-            "max_upload_bytes": MAX_UPLOAD_BYTES,
-            "max_line_bytes": MAX_LINE_BYTES,
-            "max_lines": MAX_LINES,
-        }
-    )
-    app, key = api_key_for(limited)
-    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
-        yield Server(client, app, limited, key)
-
-
-def example_of_length(n_bytes: int) -> bytes:
-    """A valid chat example line of exactly n_bytes, its newline included."""
-    empty = json.dumps({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "a"}]})
-    padding = n_bytes - len(empty) - 1
-    return (
-        json.dumps(
-            {"messages": [{"role": "user", "content": "x" * padding}, {"role": "assistant", "content": "a"}]}
-        ).encode()
-        + b"\n"
-    )
-
-
-def part(name: str, value: bytes, filename: bytes | None = None) -> bytes:
-    disposition = f'Content-Disposition: form-data; name="{name}"'.encode()
-    if filename is not None:
-        disposition += b'; filename="' + filename + b'"'
-    return b"--" + BOUNDARY.encode() + b"\r\n" + disposition + b"\r\n\r\n" + value + b"\r\n"
-
-
-def multipart(*parts: bytes) -> bytes:
-    return b"".join(parts) + b"--" + BOUNDARY.encode() + b"--\r\n"
-
-
-def error_of(response: Any, status: int = 400) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["type"] == "invalid_request_error"
-    return error
 
 
 class TestLimits:
@@ -358,67 +289,3 @@ async def asgi_post(server: Server, body: bytes, content_length: int) -> tuple[i
     await server.app(scope, receive, send)
     start, payload = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
     return start["status"], json.loads(payload)
-
-
-def zipped(name: str, content: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(name, content)
-    return buffer.getvalue()
-
-
-VALID = jsonl(toy_chat_examples(5)).decode()
-
-
-class TestContent:
-    @pytest.mark.parametrize(
-        ("content", "problem"),
-        [
-            pytest.param(
-                gzip.compress(VALID.encode()),
-                "line 1: the file is gzip-compressed; upload the uncompressed JSONL file",
-                id="gzip",
-            ),
-            pytest.param(
-                zipped("train.jsonl", VALID.encode()),
-                "line 1: the file is a zip archive; upload the JSONL file it holds",
-                id="zip",
-            ),
-            pytest.param(
-                VALID.encode("utf-16"), "line 1: the file is UTF-16 text; save it as UTF-8", id="utf-16-bom"
-            ),
-            pytest.param(
-                VALID.encode("utf-16-le"),
-                "line 1: has a NUL byte (byte 1): the file is binary, or UTF-16 without a byte-order mark",
-                id="utf-16-no-bom",
-            ),
-            pytest.param(
-                b"\x7fELF\x02\x01\x01\x00" + random.Random(0).randbytes(4000),
-                "line 1: has a NUL byte (byte 7): the file is binary",
-                id="binary",
-            ),
-            pytest.param(
-                bytes(random.Random(1).randrange(0x80, 0x100) for _ in range(1000)),
-                "line 1: is not valid UTF-8 (byte 0)",
-                id="garbage",
-            ),
-        ],
-    )
-    def test_content_that_is_not_jsonl_says_what_it_is(
-        self, server: Server, content: bytes, problem: str
-    ) -> None:
-        error = error_of(server.upload(content))
-        assert error["param"] == "file" and error["code"] == "invalid_file_format"
-        assert problem in error["message"]
-        server.assert_nothing_stored()
-
-    def test_a_compressed_file_is_one_problem_not_one_per_line(self, server: Server) -> None:
-        error = error_of(server.upload(gzip.compress(VALID.encode() * 8)))
-        assert error["message"].startswith("Invalid file format for fine-tuning: 1 invalid line(s): line 1:")
-
-
-def test_staging_is_empty_after_an_accepted_upload(server: Server) -> None:
-    response = server.upload(jsonl(toy_chat_examples(3)))
-    assert response.status_code == 200, response.text
-    staging = server.settings.files_path / ".staging"
-    assert list(staging.iterdir()) == []
