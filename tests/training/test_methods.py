@@ -109,6 +109,11 @@ class TestDPO:
         assert json.loads((artifact_dir / "tunery.json").read_text())["method"] == "dpo"
         assert model.active_adapter == "default"
 
+    def test_policy_and_reference_run_padding_free(self, lora_run, full_run):
+        for run in (lora_run, full_run):
+            messages = [event["message"] for event in run.of("message")]
+            assert any(message.startswith("padding-free batches") for message in messages), messages
+
     def test_whole_model_recipe_trains_against_a_frozen_copy(self, full_run):
         assert max(full_run.losses()[-3:]) < 0.3, full_run.losses()
         assert full_run.outcome.artifact_format == "model"
@@ -145,6 +150,10 @@ class TestClassificationOnADecoder:
         recipe = Recipe(type="lora", max_seq_length=64)
         spec = classification_spec(directory, model_dir, recipe, learning_rate=1e-2, n_valid=8)
         return train_to_completion(spec, directory)
+
+    def test_a_decoder_classifies_padding_free(self, run):
+        messages = [event["message"] for event in run.of("message")]
+        assert any(message.startswith("padding-free batches") for message in messages), messages
 
     def test_completed_names_the_labels_in_id_order(self, run):
         assert run.events[-1]["labels"] == LABELS
@@ -191,6 +200,8 @@ class TestClassificationOnAnEncoder:
 
         losses = lora_run.losses()
         assert sum(losses[-4:]) / 4 < 0.5 * sum(losses[:4]) / 4, losses
+        messages = [event["message"] for event in lora_run.of("message")]
+        assert "padded batches: the model's attention is not causal (an encoder)" in messages
         artifact_dir = lora_run.outcome.artifact_dir
         base = AutoModelForSequenceClassification.from_pretrained(
             encoder_dir, config=AutoConfig.from_pretrained(artifact_dir)

@@ -6,6 +6,9 @@ patches. It is used when all three hold: CUDA, the package importable, the model
 its table. Anywhere else training runs on the stock modules, with the same results, and an event
 says which it is when a GPU is present.
 
+On the CPU, LoRA's dropout draws its masks sparsely (worker/training/dropout.py): the same
+distribution at a fraction of the random numbers, which there cost as much as the adapter's layer.
+
 `compile: true` hands the model to torch.compile (the Trainer's `torch_compile`). The first steps
 pay for tracing and code generation; `CompileWarmupCallback` reports that cost as an event, the
 first step's time against the steps after it.
@@ -19,6 +22,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from worker.training import dropout
 from worker.training.progress import ProgressWriter
 from worker.training.spec import TrainingSpec
 
@@ -49,8 +53,13 @@ def use_liger(model_type: str, use_cuda: bool) -> tuple[bool, str]:
 def kernel_arguments(
     spec: TrainingSpec, model: Any, use_cuda: bool, progress: ProgressWriter
 ) -> dict[str, Any]:
-    """The TrainingArguments that switch the faster kernels on, with an event for each choice."""
+    """The TrainingArguments that switch the faster kernels on, with an event for each choice; on the
+    CPU, the sparse LoRA dropout swapped into `model` in place."""
     arguments: dict[str, Any] = {}
+    if not use_cuda:
+        replaced = dropout.install(model)
+        if replaced:
+            progress.message(f"LoRA dropout: masks drawn sparsely on the CPU ({replaced} layers)")
     base_config = getattr(model, "config", None)
     model_type = getattr(base_config, "model_type", "") or ""
     liger, reason = use_liger(model_type, use_cuda)

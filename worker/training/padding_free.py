@@ -21,10 +21,19 @@ padded batches.
 `VARLEN_SDPA` runs only while training: the trainer's collator passes it the example boundaries
 (`cu_seq_lens_q`); without them (a padded batch) it is causal sdpa, which is exact for the real tokens
 of right-padded rows. The switch is not saved: config.json never records the attention implementation.
+
+DPO and classification need their batches padded *outside* the model: TRL's DPO sums each row's
+log-probabilities, and a classifier reads each row's last token. `flatten_padded_batches` gives them
+padding-free compute all the same: the decoder stack runs the batch's real tokens as one flattened row
+and hands back its hidden states in their padded places (zeros at the padding), so the LM head or the
+classification head, the loss and TRL see the padded batch they always did. Attention in these is
+causal only (`VARLEN_SDPA` is), so an encoder keeps padded batches.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -84,10 +93,12 @@ AttentionInterface.register(VARLEN_SDPA, varlen_sdpa_forward)
 
 
 def choose_layout(model: Any, recipe_type: str) -> BatchLayout:
-    """How a run's supervised batches are laid out, from its model's attention implementation."""
+    """How a run's batches are laid out, from its model's attention implementation."""
     if recipe_type in ROW_CHANGING_RECIPES:
         return BatchLayout(False, None, f"padded batches: {recipe_type} adds virtual tokens to every row")
     base = _pretrained(model)
+    if not _causal(base):
+        return BatchLayout(False, None, "padded batches: the model's attention is not causal (an encoder)")
     implementation = base.config._attn_implementation
     if implementation in NATIVE_VARLEN:
         return BatchLayout(True, None, f"padding-free batches ({implementation} varlen kernels)")
@@ -110,6 +121,80 @@ def apply(model: Any, layout: BatchLayout) -> None:
     """Switch the model to the layout's attention implementation, where it names one."""
     if layout.attention is not None:
         _pretrained(model).set_attn_implementation(layout.attention)
+
+
+def flatten_padded_batches(model: Any) -> None:
+    """Run the right-padded batches that reach `model`'s decoder stack as one flattened row of their
+    real tokens, and return the stack's hidden states in the padded shape (see the module's docstring).
+    Anything else (left padding, no padding, a cache, embeddings, position ids of the caller's own)
+    goes through the stack as it is."""
+    stack = _pretrained(model).base_model
+    original = stack.forward
+    # Callers pass input_ids by position (transformers' classification heads do): name them.
+    positional = [
+        name
+        for name, parameter in inspect.signature(original).parameters.items()
+        if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ]
+
+    @functools.wraps(original)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(positional):
+            return original(*args, **kwargs)
+        kwargs = dict(zip(positional, args, strict=False)) | kwargs
+        keep = _padding_to_drop(kwargs)
+        if keep is None:
+            return original(**kwargs)
+        lengths = keep.sum(dim=1)
+        bounds = torch.nn.functional.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
+        longest = int(lengths.max())
+        kwargs.pop("attention_mask")
+        outputs = original(
+            **kwargs
+            | {
+                "input_ids": kwargs["input_ids"][keep].unsqueeze(0),
+                "position_ids": (keep.cumsum(dim=1) - 1)[keep].unsqueeze(0),
+                "use_cache": False,
+                "cu_seq_lens_q": bounds,
+                "cu_seq_lens_k": bounds,
+                "max_length_q": longest,
+                "max_length_k": longest,
+            }
+        )
+        flat = outputs.last_hidden_state[0]
+        padded = flat.new_zeros(*keep.shape, flat.shape[-1])
+        padded[keep] = flat
+        outputs.last_hidden_state = padded
+        return outputs
+
+    stack.forward = forward
+
+
+def _padding_to_drop(kwargs: dict[str, Any]) -> torch.Tensor | None:
+    """The real tokens (a bool mask) of a right-padded batch with some padding that can be flattened,
+    else None."""
+    input_ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+    if not (isinstance(input_ids, torch.Tensor) and isinstance(mask, torch.Tensor)):
+        return None
+    if mask.dim() != 2 or mask.shape != input_ids.shape or bool(mask.all()):
+        return None
+    if any(
+        kwargs.get(name) is not None for name in ("position_ids", "inputs_embeds", "past_key_values", "cache")
+    ):
+        return None
+    if kwargs.get("output_hidden_states") or kwargs.get("output_attentions"):
+        return None
+    keep = mask.bool()
+    right_padded = bool((keep[:, 1:] <= keep[:, :-1]).all()) and bool(keep[:, 0].all())
+    return keep if right_padded else None
+
+
+def _causal(base: PreTrainedModel) -> bool:
+    """Whether every attention layer of the model is causal (a decoder), as its modules declare."""
+    declared = [
+        module.is_causal for module in base.modules() if isinstance(getattr(module, "is_causal", None), bool)
+    ]
+    return bool(declared) and all(declared)
 
 
 def _pretrained(model: Any) -> PreTrainedModel:

@@ -6,8 +6,11 @@ are strings: the spec's `labels` in that order, or else the sorted set of str(la
 file; id i is labels[i], and the artifact's config.json carries them as id2label.
 The accuracy columns hold the share of examples whose highest-scoring label is the right one.
 
-Batches are padded, not flattened: the head reads each row's last real token, so a row must hold one
-example. `group_by_length` is what cuts their padding here.
+The head reads each row's last real token, so the batch reaching it stays padded, one example a row.
+On a decoder base no compute goes to padding all the same: the decoder stack runs the batch's real
+tokens as one flattened row and hands their hidden states back in the padded shape
+(worker/training/padding_free.py: `flatten_padded_batches`). An encoder attends both ways and keeps
+padded batches; there `group_by_length` is what cuts the padding. An event names the layout.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datasets import Dataset
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from catalog.formats import ClassificationExample
+from worker.training import padding_free
 from worker.training.data import DatasetError, read_examples
 from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
@@ -71,6 +75,13 @@ def make_trainer(
     # label_names: the Trainer can't find "labels" in the signature of a PEFT wrapper's forward, and
     # without it would skip the evaluation loss.
     config = TrainingArguments(**args, label_names=["labels"])
+    layout = padding_free.choose_layout(model, spec.recipe.type)
+    if layout.padding_free and tokenizer.padding_side != "right":
+        layout = padding_free.BatchLayout(False, None, "padded batches: the tokenizer pads on the left")
+    if layout.padding_free:
+        padding_free.apply(model, layout)
+        padding_free.flatten_padded_batches(model)
+    progress.message(layout.reason)
     return ClassificationTrainer(
         model=model,
         args=config,

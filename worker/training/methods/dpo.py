@@ -11,9 +11,12 @@ of the freshly initialised adapter, which leaves the base model unchanged; for f
 a frozen copy of the model). `beta` sets how far the policy may move away from the reference.
 The accuracy columns hold the preference accuracy: how often the preferred answer is the more likely.
 
-Batches are padded: TRL's padding-free DPO forward (`DPOConfig.padding_free`) is disabled in TRL 1.x
-after a refactor (it falls back to padding with a warning), so asking for it would change nothing.
-The LM head scores only the answers' tokens, the ones that have a label (worker/training/lm_head.py).
+No compute goes to padding. TRL's own padding-free DPO forward (`DPOConfig.padding_free`) is disabled
+in TRL 1.x after a refactor (it falls back to padding with a warning), so TRL gets its padded batch of
+[chosen rows; rejected rows] and the decoder stack, the policy's and the reference's, runs only its
+real tokens, as one flattened row (worker/training/padding_free.py: `flatten_padded_batches`). An event
+names the layout. The LM head scores only the answers' tokens, the ones that have a label
+(worker/training/lm_head.py).
 Gradient checkpointing, compile and Liger follow the shared rules (worker/training/run.py).
 """
 
@@ -25,7 +28,7 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from catalog.formats import PreferenceExample
-from worker.training import lm_head
+from worker.training import lm_head, padding_free
 from worker.training.data import DatasetError, read_examples, template_message
 from worker.training.methods import PreparedData, supervised_only_settings
 from worker.training.progress import ProgressWriter
@@ -78,6 +81,13 @@ def make_trainer(
     lm_head.install_or_say(trainer.model, outputs, progress)
     if trainer.ref_model is not None:
         lm_head.install(trainer.ref_model, ("log_probs",))
+    layout = padding_free.choose_layout(trainer.model, spec.recipe.type)
+    if layout.padding_free:
+        for each in (trainer.model, trainer.ref_model):
+            if each is not None:
+                padding_free.apply(each, layout)
+                padding_free.flatten_padded_batches(each)
+    progress.message(layout.reason)
     return trainer
 
 
