@@ -60,7 +60,11 @@ def test_an_operator_follows_pauses_and_resumes_a_job(
             driver.get(dashboard)
             driver.find_element("id", "key").send_keys(cluster.api_key)  # a member key: refused
             driver.find_element("id", "sign-in").click()
-            assert "not an admin key" in driver.find_element("id", "sign-in-error").text
+            # The refusal is a new page: wait for it, or the admin key goes into the old page's field.
+            refusal = wait_until(
+                driver, lambda d: d.find_element("id", "sign-in-error").text, 30, "the sign-in refusal"
+            )
+            assert "not an admin key" in refusal
             driver.find_element("id", "key").send_keys(ADMIN_KEY)
             driver.find_element("id", "sign-in").click()
 
