@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -74,10 +75,14 @@ def make_engine(settings: Settings, *, serves_requests: bool = False) -> Engine:
             if info.pop(_HOLDS_WRITERS, False):
                 writers.release()
 
-        # Every end of a transaction, and (should one end without those) its connection's return
-        # to the pool or its invalidation: a writer's turn can never outlive its connection's use.
-        event.listen(engine, "commit", lambda connection: _release(connection.info))
-        event.listen(engine, "rollback", lambda connection: _release(connection.info))
+        # A writer's turn ends once its COMMIT (or ROLLBACK) has run, not when SQLAlchemy's commit
+        # event fires, just before it: the next writer's BEGIN IMMEDIATE would meet the lock still
+        # held and sleep in SQLite's busy handler. And should a transaction end without those, its
+        # connection's return to the pool or its invalidation ends the turn: a writer's turn can
+        # never outlive its connection's use.
+        dialect = engine.dialect  # the engine's own instance
+        for name in ("do_commit", "do_rollback"):
+            setattr(dialect, name, _then_release(getattr(dialect, name), _release))
         event.listen(engine.pool, "checkin", lambda _dbapi, record: _release(record.info if record else {}))
         event.listen(engine.pool, "invalidate", lambda _dbapi, record, _exc: _release(record.info))
         return engine
@@ -142,6 +147,25 @@ def settings_of(session: Session) -> Settings | None:
 WRITES = "tunery_writes"
 SETTINGS = "tunery_settings"
 _HOLDS_WRITERS = "tunery_holds_writers"
+
+
+def _then_release(end: Callable[[Any], None], release: Callable[[dict], None]) -> Callable[[Any], None]:
+    """A dialect's do_commit or do_rollback that ends the writer's turn once the statement has run;
+    it is handed the pool's proxied connection, whose `info` is the one `_begin` marked."""
+
+    def end_then_release(connection: Any) -> None:
+        try:
+            end(connection)
+        finally:
+            try:
+                info = connection.info
+            except NotImplementedError:  # the engine's first connect hands an ad-hoc wrapper
+                info = {}
+            release(info)
+
+    return end_then_release
+
+
 _AFTER_COMMIT = "tunery_after_commit"
 _ENDED = "tunery_ended"
 

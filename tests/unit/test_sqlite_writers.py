@@ -3,10 +3,17 @@ takes the file as soon as the one before it is done instead of sleeping in SQLit
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
 import threading
 from pathlib import Path
 
+import pytest
+from sqlalchemy import event, text
+
+from api.config import Settings
+from api.db import make_engine
 from api.sqlite_writers import WriterQueue
 
 
@@ -102,3 +109,41 @@ def test_an_in_memory_database_queues_its_threads_only() -> None:
     queue = WriterQueue(":memory:")
     assert queue.acquire(0.1)
     queue.release()
+
+
+def _queue_is_held(lock_file: Path) -> bool:
+    """Whether some writer holds the queue's file lock (a new open file description contends)."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback"])
+def test_a_writer_keeps_its_turn_until_its_commit_or_rollback_has_run(tmp_path: Path, ending: str) -> None:
+    # Were the turn handed on when SQLAlchemy's commit event fires, just before the COMMIT runs, the
+    # next writer's BEGIN IMMEDIATE would meet SQLite's lock still held and sleep in its busy handler.
+    engine = make_engine(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'tunery.db'}"))
+    lock_file = Path(f"{engine.url.database}-writers.lock")
+    seen: dict[str, bool] = {}
+
+    @event.listens_for(engine, "connect")
+    def _trace(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        def traced(statement: str) -> None:
+            if statement.split()[0] in ("COMMIT", "ROLLBACK"):
+                seen[statement.split()[0]] = _queue_is_held(lock_file)
+
+        dbapi_connection.set_trace_callback(traced)
+
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("CREATE TABLE t (x INTEGER)"))
+            getattr(connection, ending)()
+        assert seen == {ending.upper(): True}
+        assert not _queue_is_held(lock_file)  # and handed on once it has
+    finally:
+        engine.dispose()
