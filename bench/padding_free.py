@@ -28,7 +28,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
+
+from bench.throughput import corpus  # noqa: E402
 
 SEED = 0
 CATEGORIES = ("ai", "coding", "emotion", "literature", "psychology", "trivia")
@@ -107,10 +109,7 @@ def adapted(model: Any, task: str, flattened: bool) -> Any:
         model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type=task)
     )
     if flattened:
-        layout = padding_free.choose_layout(model, "lora")
-        assert layout.padding_free, layout.reason
-        padding_free.apply(model, layout)
-        padding_free.flatten_padded_batches(model)
+        padding_free.flatten_padded_batches(model, padding_free.choose_layout(model, "lora"))
     return model.train()
 
 
@@ -147,17 +146,6 @@ def classification_model(model_dir: Path, flattened: bool) -> tuple[Any, Callabl
     base.config.pad_token_id = AutoTokenizer.from_pretrained(model_dir).pad_token_id
     model = adapted(base, "SEQ_CLS", flattened)
     return model, lambda batch: model(**batch).loss
-
-
-def corpus() -> Iterator[tuple[str, list[str]]]:
-    """(category, turns) of chatterbot-corpus's English conversations of two or more turns."""
-    import chatterbot_corpus
-    import yaml
-
-    for path in sorted((Path(chatterbot_corpus.__file__).parent / "data" / "english").glob("*.yml")):
-        for turns in yaml.safe_load(path.read_text())["conversations"]:
-            if len(turns) >= 2:
-                yield path.stem, [str(turn) for turn in turns]
 
 
 def preference_batches(args: argparse.Namespace) -> list[dict[str, torch.Tensor]]:

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,24 +96,28 @@ def main() -> int:
     return 0
 
 
-def conversations(n: int) -> list[list[dict[str, str]]]:
-    """`n` real multi-turn chats: chatterbot-corpus's English conversations of three or more turns,
-    in a fixed shuffled order, as alternating user and assistant messages ending with the assistant."""
-    from pathlib import Path as _Path
-
+def corpus() -> Iterator[tuple[str, list[str]]]:
+    """(category, turns) of chatterbot-corpus's English conversations of two or more turns, in the
+    corpus's own order (its files sorted)."""
     import chatterbot_corpus
     import yaml
 
-    chats = []
-    for path in sorted((_Path(chatterbot_corpus.__file__).parent / "data" / "english").glob("*.yml")):
+    for path in sorted((Path(chatterbot_corpus.__file__).parent / "data" / "english").glob("*.yml")):
         for turns in yaml.safe_load(path.read_text())["conversations"]:
-            turns = [str(turn) for turn in turns]
-            if len(turns) < 3:
-                continue
-            turns = turns[: len(turns) - len(turns) % 2]  # end on the assistant's turn
-            chats.append(
-                [{"role": ("user", "assistant")[i % 2], "content": turn} for i, turn in enumerate(turns)]
-            )
+            if len(turns) >= 2:
+                yield path.stem, [str(turn) for turn in turns]
+
+
+def conversations(n: int) -> list[list[dict[str, str]]]:
+    """`n` real multi-turn chats: chatterbot-corpus's English conversations of three or more turns,
+    in a fixed shuffled order, as alternating user and assistant messages ending with the assistant."""
+    chats = []
+    for _, turns in corpus():
+        if len(turns) < 3:
+            continue
+        turns = turns[: len(turns) - len(turns) % 2]  # end on the assistant's turn
+        roles = ("user", "assistant")
+        chats.append([{"role": roles[i % 2], "content": turn} for i, turn in enumerate(turns)])
     random.Random(SEED).shuffle(chats)
     if n > len(chats):
         raise SystemExit(f"the corpus has {len(chats)} multi-turn conversations; asked for {n}")

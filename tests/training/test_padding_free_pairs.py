@@ -63,10 +63,7 @@ def causal_lm(model_dir: Path, flattened: bool):
     model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
     assert lm_head.install(model, ("log_probs",))
     if flattened:
-        layout = padding_free.choose_layout(model, "lora")
-        assert layout.padding_free
-        padding_free.apply(model, layout)
-        padding_free.flatten_padded_batches(model)
+        padding_free.flatten_padded_batches(model, padding_free.choose_layout(model, "lora"))
     return model
 
 
@@ -137,9 +134,7 @@ class TestClassification:
         torch.manual_seed(0)
         torch.nn.init.normal_(model.score.weight, std=0.5)  # the same head in both
         if flattened:
-            layout = padding_free.choose_layout(model, "lora")
-            padding_free.apply(model, layout)
-            padding_free.flatten_padded_batches(model)
+            padding_free.flatten_padded_batches(model, padding_free.choose_layout(model, "lora"))
         return model
 
     def test_logits_and_loss_are_the_padded_batchs(self, model_dir, tokenizer):

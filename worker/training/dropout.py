@@ -48,23 +48,25 @@ def dropped_positions(n: int, p: float, batch: int | None = None) -> torch.Tenso
     return torch.cat(found).long()
 
 
+def _masked(x: torch.Tensor, dropped: torch.Tensor, scale: float) -> torch.Tensor:
+    """x scaled, with zeros at the dropped flat positions: the forward's output and its gradient alike."""
+    out = x.contiguous() * scale
+    out.view(-1).index_fill_(0, dropped, 0)
+    return out
+
+
 class _SparseDropoutFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, p: float) -> torch.Tensor:
-        scale = 1.0 / (1.0 - p)
+        ctx.scale = 1.0 / (1.0 - p)
         dropped = dropped_positions(x.numel(), p)
-        out = x.contiguous() * scale
-        out.view(-1).index_fill_(0, dropped, 0)
         ctx.save_for_backward(dropped)
-        ctx.scale = scale
-        return out
+        return _masked(x, dropped, ctx.scale)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (dropped,) = ctx.saved_tensors
-        grad_x = grad.contiguous() * ctx.scale
-        grad_x.view(-1).index_fill_(0, dropped, 0)
-        return grad_x, None
+        return _masked(grad, dropped, ctx.scale), None
 
 
 class SparseDropout(torch.nn.Module):

@@ -123,11 +123,13 @@ def apply(model: Any, layout: BatchLayout) -> None:
         _pretrained(model).set_attn_implementation(layout.attention)
 
 
-def flatten_padded_batches(model: Any) -> None:
+def flatten_padded_batches(model: Any, layout: BatchLayout) -> None:
     """Run the right-padded batches that reach `model`'s decoder stack as one flattened row of their
-    real tokens, and return the stack's hidden states in the padded shape (see the module's docstring).
-    Anything else (left padding, no padding, a cache, embeddings, position ids of the caller's own)
-    goes through the stack as it is."""
+    real tokens, with the layout's attention (`apply`), and return the stack's hidden states in the
+    padded shape (see the module's docstring). Anything else (left padding, no padding, a cache,
+    embeddings, position ids of the caller's own) goes through the stack as it is."""
+    assert layout.padding_free, layout.reason
+    apply(model, layout)
     stack = _pretrained(model).base_model
     original = stack.forward
     # Callers pass input_ids by position (transformers' classification heads do): name them.

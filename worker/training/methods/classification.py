@@ -79,8 +79,7 @@ def make_trainer(
     if layout.padding_free and tokenizer.padding_side != "right":
         layout = padding_free.BatchLayout(False, None, "padded batches: the tokenizer pads on the left")
     if layout.padding_free:
-        padding_free.apply(model, layout)
-        padding_free.flatten_padded_batches(model)
+        padding_free.flatten_padded_batches(model, layout)
     progress.message(layout.reason)
     return ClassificationTrainer(
         model=model,

@@ -85,8 +85,7 @@ def make_trainer(
     if layout.padding_free:
         for each in (trainer.model, trainer.ref_model):
             if each is not None:
-                padding_free.apply(each, layout)
-                padding_free.flatten_padded_batches(each)
+                padding_free.flatten_padded_batches(each, layout)
     progress.message(layout.reason)
     return trainer
 
