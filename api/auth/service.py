@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api import clock
@@ -44,9 +45,17 @@ def hash_key(key: str) -> str:
 
 def ensure_project(session: Session, name: str = DEFAULT_PROJECT) -> Project:
     project = repository.project_by_name(session, name)
-    if project is None:
-        project = Project(id=new_id("proj_"), name=name, created_at=clock.now())
-        repository.add(session, project)
+    if project is not None:
+        return project
+    try:
+        with session.begin_nested():
+            project = Project(id=new_id("proj_"), name=name, created_at=clock.now())
+            repository.add(session, project)
+    except IntegrityError:
+        # Another process made it first (two API processes starting on one database): use theirs.
+        project = repository.project_by_name(session, name)
+        if project is None:
+            raise
     return project
 
 
@@ -66,18 +75,24 @@ def register_key(
     if repository.key_by_hash(session, hash_key(key)) is not None:
         return
     project = ensure_project(session, project_name)
-    repository.add(
-        session,
-        ApiKey(
-            id=new_id("key_"),
-            project_pk=project.pk,
-            key_hash=hash_key(key),
-            display_prefix=key[:8],
-            is_admin=is_admin,
-            created_at=clock.now(),
-            revoked_at=None,
-        ),
-    )
+    try:
+        with session.begin_nested():
+            repository.add(
+                session,
+                ApiKey(
+                    id=new_id("key_"),
+                    project_pk=project.pk,
+                    key_hash=hash_key(key),
+                    display_prefix=key[:8],
+                    is_admin=is_admin,
+                    created_at=clock.now(),
+                    revoked_at=None,
+                ),
+            )
+    except IntegrityError:
+        # The same key registered at once by another process: registered, as asked.
+        if repository.key_by_hash(session, hash_key(key)) is None:
+            raise
 
 
 def authenticate(session: Session, authorization: str | None, project_header: str | None = None) -> Caller:
